@@ -16,6 +16,10 @@ def main(argv=None) -> int:
     )
     check.add_argument("--algorithms", default="auto", help="comma-separated forward algorithms, or 'all'")
     check.add_argument("--seed", type=int, default=0)
+    from jaxconvt import _bench
+
+    bench = sub.add_parser("bench", help="time the op against lax autodiff and PyTorch on real workloads")
+    _bench.add_arguments(bench)
     args = parser.parse_args(argv)
 
     if args.command == "check":
@@ -32,6 +36,8 @@ def main(argv=None) -> int:
             parser.error(f"unknown dtype(s) {bad}; choose from {sorted(_check.TOLERANCE)}")
         _, failures = _check.run_check(args.cases, dtypes, algorithms, args.seed)
         return 1 if failures else 0
+    if args.command == "bench":
+        return _bench.main(args, argv)
     return 2
 
 
