@@ -1,0 +1,147 @@
+"""Smoke test of the benchmark harness (``python -m jaxconvt bench``) on tiny workloads.
+
+Checks the JSON schema, that every number is positive and finite, and that the three
+implementations (jaxconvt, lax autodiff, torch) computed the same thing — never timings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+from jaxconvt import _bench, _workloads
+from jaxconvt.__main__ import main
+from jaxconvt._workloads import Size, Workload
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+TINY = (
+    # 2-D, groups, PyTorch padding with output_padding.
+    Workload(
+        "tiny2d", Size(2, (5, 6), 4, 6), Size(2, (5, 6), 4, 6), (3, 3), (2, 2), padding=1, output_padding=1, groups=2
+    ),
+    # 1-D Keras "same" with an odd crop PyTorch cannot express, and dilation.
+    Workload("tiny1d", Size(3, (7,), 3, 2), Size(3, (7,), 3, 2), (3,), (2,), padding="same", dilation=(2,)),
+    # 3-D, one kernel per example under vmap.
+    Workload(
+        "tiny3d_vmap",
+        Size(3, (3, 2, 3), 2, 3),
+        Size(3, (3, 2, 3), 2, 3),
+        (2, 2, 2),
+        (2, 1, 2),
+        "valid",
+        per_example=True,
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Runs the command line once on the tiny workloads; returns (exit code, report, out dir)."""
+    out = tmp_path_factory.mktemp("bench")
+    readme = out / "README.md"
+    readme.write_text("# Results\n\nintro\n")
+    argv = ["bench", "--quick", "--workloads", ",".join(w.name for w in TINY), "--out", str(out)]
+    argv += ["--markdown", str(readme), "--no-progress", "--repeats", "2"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_workloads, "WORKLOADS", TINY)
+        code = main(argv)
+    report = json.loads((out / "results-cpu-quick.json").read_text())
+    # Writing the markdown again replaces its block instead of appending another one.
+    _bench.update_markdown(readme, report)
+    return code, report, out
+
+
+def _finite_positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_command_succeeds_and_writes_files(run):
+    code, report, out = run
+    assert code == 0
+    assert report["schema"] == _bench.SCHEMA
+    assert (out / "results-cpu-quick.png").stat().st_size > 1000
+    text = (out / "README.md").read_text()
+    assert text.startswith("# Results\n\nintro\n")
+    begin, end = _bench._markers("cpu")
+    assert text.count(begin) == 1 and text.count(end) == 1
+    for w in TINY:
+        assert f"| {w.name} | float32 |" in text
+
+
+def test_schema(run):
+    _, report, _ = run
+    assert set(report) >= {"schema", "command", "machine", "settings", "wall_s", "results"}
+    machine = report["machine"]
+    for key in ("platform", "device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "torch", "date"):
+        assert key in machine
+    assert report["settings"]["repeats"] == 2
+    expected_impls = ["jaxconvt", "lax"] + (["torch"] if HAS_TORCH else [])
+    assert report["settings"]["impls"] == expected_impls
+    assert [r["workload"] for r in report["results"]] == [w.name for w in TINY]
+    for r, w in zip(report["results"], TINY):
+        assert r["dtype"] == "float32"
+        assert r["algorithm"] in ("phase", "pad", "dilate")
+        assert r["useful_flops"] == w.useful_flops(w.cpu)
+        assert list(r["impls"]) == expected_impls
+        assert set(r["speedup"]) == set(expected_impls[1:])
+        lead = [w.cpu.batch] if w.per_example else []
+        assert r["input_shape"] == lead + [1 if w.per_example else w.cpu.batch, *w.cpu.spatial, w.cpu.c_in]
+        for impl, res in r["impls"].items():
+            assert res["errors"] == {}, (r["workload"], impl, res["errors"])
+            assert set(res["ms"]) == set(_bench.STAGES)
+
+
+def test_numbers_positive_and_finite(run):
+    _, report, _ = run
+    for r in report["results"]:
+        assert _finite_positive(r["useful_flops"])
+        for impl, res in r["impls"].items():
+            for stage in _bench.STAGES:
+                assert _finite_positive(res["ms"][stage]), (r["workload"], impl, stage)
+                assert _finite_positive(res["min_ms"][stage])
+                assert res["min_ms"][stage] <= res["ms"][stage]
+                assert _finite_positive(res["gflops"][stage])
+                assert 1 <= res["runs"][stage] <= 2
+                if impl != "torch":
+                    assert _finite_positive(res["compile_s"][stage])
+                    assert res["peak_mb"][stage] is None or _finite_positive(res["peak_mb"][stage])
+            for impl_ratio in r["speedup"].values():
+                assert all(_finite_positive(v) for v in impl_ratio.values())
+
+
+def test_implementations_compute_the_same(run):
+    """The baselines' outputs (after layout conversion) match jaxconvt's fwd, dx and dK."""
+    _, report, _ = run
+    for r in report["results"]:
+        for impl, res in r["impls"].items():
+            for stage, diff in res["max_rel_diff"].items():
+                assert diff is not None and diff < 1e-5, (r["workload"], impl, stage, diff)
+
+
+def test_unknown_workload_is_an_error(capsys):
+    assert main(["bench", "--workloads", "nope"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+
+
+def test_workload_table():
+    names = [w.name for w in _workloads.WORKLOADS]
+    assert len(set(names)) == len(names)
+    assert set(_workloads.QUICK) <= set(names)
+    for required in ("dcgan2d", "unet2d", "hifigan1d", "unet3d", "vae3d_k3", "grouped2d", "per_example"):
+        assert required in names
+    dcgan = _workloads.get_workloads(["dcgan2d"])[0]
+    assert dcgan.useful_flops(dcgan.cpu) == 2 * 16 * 16 * 16 * 256 * 128 * 4 * 4
+    grouped = _workloads.get_workloads(["grouped2d"])[0]
+    assert grouped.useful_flops(grouped.cpu) == 2 * 8 * 16 * 16 * 128 * (128 // 8) * 3 * 3
+    import jaxconvt
+
+    for w in _workloads.WORKLOADS:  # every size is a valid configuration
+        for size in (w.cpu, w.gpu):
+            shape = jaxconvt.conv_transpose_output_shape(
+                (1, *size.spatial, size.c_in), (*w.kernel, size.c_out // w.groups, size.c_in), **w.conv_kwargs()
+            )
+            assert shape[-1] == size.c_out
