@@ -15,6 +15,8 @@ Every function here takes static shapes from its operands and only emits ``lax``
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import jax.numpy as jnp
@@ -131,7 +133,7 @@ def _y_pad(x, kernel, spec: ConvSpec, out_dtype):
 def _phase_geometry(k: int, s: int, d: int):
     """Per dimension: window ``w`` and, for every tap ``j``, its (window tap, phase)."""
     m = [(j * d) // s for j in range(k)]
-    w = m[-1] + 1 if k else 1
+    w = m[-1] + 1
     taps = np.array([w - 1 - mj for mj in m])
     phases = np.array([(j * d) % s for j in range(k)])
     return w, taps, phases
@@ -146,90 +148,217 @@ def phase_waste(kernel_spatial, spec: ConvSpec) -> float:
     return ratio
 
 
-def _y_phase(x, kernel, spec: ConvSpec, out_dtype):
-    """Sub-pixel (phase) decomposition as ONE stride-1 convolution.
+@dataclasses.dataclass(frozen=True)
+class _PhasePlan:
+    """Static geometry of the phase (sub-pixel) form of one transposed convolution.
 
-    Every output phase ``r`` (position modulo the stride) is a stride-1 correlation of the
-    input with the kernel taps that land on that phase. All phases become output channels
-    of one convolution over a common window; a depth-to-space interleave and a crop give
-    the result. No zero is inserted into the input and no ``lhs_dilation`` is used.
+    In phase form the op is ``y = D2S(conv(x, Kc))``: a stride-1, undilated convolution
+    of the input with a combined kernel ``Kc = scatter(K)`` whose output channels hold all
+    ``prod(strides)`` phases, followed by a depth-to-space interleave and a crop (``D2S``).
+    The stride-1 convolution is the "x" slot of ``inner``, a stride-1 spec, so the input
+    and kernel gradients are ``inner``'s other two slots composed with the exact adjoints
+    of ``D2S`` (``S2D``) and of the scatter (a gather).
     """
+
+    n: int
+    strides: tuple[int, ...]
+    groups: int
+    window: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    taps: tuple[tuple[int, ...], ...]
+    phases: tuple[tuple[int, ...], ...]
+    lengths: tuple[int, ...]  # output spatial shape
+    starts: tuple[int, ...]  # crop offset inside the interleaved phase output
+    inner: ConvSpec
+
+
+@functools.lru_cache(maxsize=512)
+def _phase_plan(spec: ConvSpec, input_spatial: tuple[int, ...]) -> _PhasePlan:
     n = spec.ndim
-    batch = x.shape[0]
-    spatial = x.shape[1 : n + 1]
-    ks = kernel.shape[:n]
-    og, c_in = kernel.shape[n], kernel.shape[n + 1]
-    g = spec.groups
-    cg = c_in // g
-    s = spec.strides
-
-    geo = [_phase_geometry(ks[a], s[a], spec.dilation[a]) for a in range(n)]
-    w = tuple(gm[0] for gm in geo)
-
-    # Combined kernel (w1, s1, ..., wN, sN, Cg, G, Og), filled by a static scatter.
-    src = jnp.transpose(kernel.reshape(*ks, og, g, cg), (*range(n), n + 2, n + 1, n))
-    index = []
+    window, taps, phases, pads, lengths, starts = [], [], [], [], [], []
     for a in range(n):
-        shape = [1] * n
-        shape[a] = ks[a]
-        index.append(geo[a][1].reshape(shape))
-        index.append(geo[a][2].reshape(shape))
-    comb_shape = tuple(v for a in range(n) for v in (w[a], s[a])) + (cg, g, og)
-    comb = jnp.zeros(comb_shape, src.dtype).at[tuple(index)].set(src, unique_indices=True)
-    # -> HWIO (w1..wN, Cg, G * s1..sN * Og): output channels grouped by G first.
-    perm = (*range(0, 2 * n, 2), 2 * n, 2 * n + 1, *range(1, 2 * n, 2), 2 * n + 2)
-    rhs = jnp.transpose(comb, perm).reshape(*w, cg, g * math.prod(s) * og)
-
-    pads, q_lo, lengths = [], [], []
-    for a in range(n):
+        k, s, d = spec.kernel_size[a], spec.strides[a], spec.dilation[a]
+        w, t, r = _phase_geometry(k, s, d)
         lo, hi = spec.crops[a]
-        length = _padding.output_size(spatial[a], ks[a], s[a], spec.dilation[a], (lo, hi))
-        q0 = lo // s[a]
-        q1 = (lo + length - 1) // s[a] + 1
-        pad_lo = w[a] - 1 - q0
-        pad_hi = (q1 - q0) + (w[a] - 1) - spatial[a] - pad_lo
+        length = _padding.output_size(input_spatial[a], k, s, d, (lo, hi))
+        q0 = lo // s  # first phase-output row needed (floor; lo may be negative)
+        q1 = (lo + length - 1) // s + 1
+        pad_lo = w - 1 - q0
+        pad_hi = (q1 - q0) + (w - 1) - input_spatial[a] - pad_lo
+        window.append(w)
+        taps.append(tuple(int(v) for v in t))
+        phases.append(tuple(int(v) for v in r))
         pads.append((pad_lo, pad_hi))
-        q_lo.append(q0)
         lengths.append(length)
-    out = _conv(x, rhs, spec, out_dtype, window_strides=(1,) * n, padding=pads, feature_group_count=g)
-    v = out.shape[1 : n + 1]
+        starts.append(lo - q0 * s)
+    inner = ConvSpec(
+        kernel_size=tuple(window),
+        strides=(1,) * n,
+        dilation=(1,) * n,
+        crops=tuple(pads),
+        groups=spec.groups,
+        precision=spec.precision,
+        algorithm="pad",
+    )
+    return _PhasePlan(
+        n,
+        spec.strides,
+        spec.groups,
+        tuple(window),
+        spec.kernel_size,
+        tuple(taps),
+        tuple(phases),
+        tuple(lengths),
+        tuple(starts),
+        inner,
+    )
+
+
+def _phase_index(plan: _PhasePlan):
+    index = []
+    for a in range(plan.n):
+        shape = [1] * plan.n
+        shape[a] = plan.kernel_size[a]
+        index.append(np.array(plan.taps[a]).reshape(shape))
+        index.append(np.array(plan.phases[a]).reshape(shape))
+    return tuple(index)
+
+
+def _phase_kernel(kernel, plan: _PhasePlan):
+    """Keras kernel ``(*k, Og, G*Cg)`` -> combined kernel ``(*w, Cg, G*S*Og)`` (S = prod strides).
+
+    Used as the kernel of the inner spec (its "Og" is ``Cg`` and its "C_in" is ``G*S*Og``).
+    """
+    n, g, s, w, ks = plan.n, plan.groups, plan.strides, plan.window, plan.kernel_size
+    og, c_in = kernel.shape[n], kernel.shape[n + 1]
+    cg = c_in // g
+    src = jnp.transpose(kernel.reshape(*ks, og, g, cg), (*range(n), n + 2, n + 1, n))  # (*k, Cg, G, Og)
+    comb_shape = tuple(v for a in range(n) for v in (w[a], s[a])) + (cg, g, og)
+    comb = jnp.zeros(comb_shape, src.dtype).at[_phase_index(plan)].set(src, unique_indices=True)
+    perm = (*range(0, 2 * n, 2), 2 * n, 2 * n + 1, *range(1, 2 * n, 2), 2 * n + 2)
+    return jnp.transpose(comb, perm).reshape(*w, cg, g * math.prod(s) * og)
+
+
+def _phase_kernel_adjoint(comb, plan: _PhasePlan):
+    """Adjoint of ``_phase_kernel``: combined-kernel gradient -> Keras kernel gradient."""
+    n, g, s, w = plan.n, plan.groups, plan.strides, plan.window
+    cg = comb.shape[n]
+    og = comb.shape[n + 1] // (g * math.prod(s))
+    comb = comb.reshape(*w, cg, g, *s, og)
+    # (*w, Cg, G, *s, Og) -> (w1, s1, ..., wN, sN, Cg, G, Og)
+    perm = (*(i for a in range(n) for i in (a, n + 2 + a)), n, n + 1, 2 * n + 2)
+    comb = jnp.transpose(comb, perm)
+    src = comb[_phase_index(plan)]  # (*k, Cg, G, Og)
+    return jnp.transpose(src, (*range(n), n + 2, n + 1, n)).reshape(*plan.kernel_size, og, g * cg)
+
+
+def _depth_to_space(out, plan: _PhasePlan):
+    """``(N, *V, G*S*Og)`` phase outputs -> interleaved and cropped ``(N, *L, G*Og)``."""
+    n, g, s = plan.n, plan.groups, plan.strides
+    batch, v = out.shape[0], out.shape[1 : n + 1]
+    og = out.shape[-1] // (g * math.prod(s))
     out = out.reshape(batch, *v, g, *s, og)
     perm = (0, *(i for a in range(n) for i in (1 + a, n + 2 + a)), n + 1, 2 * n + 2)
     out = jnp.transpose(out, perm).reshape(batch, *(v[a] * s[a] for a in range(n)), g * og)
-    starts = [spec.crops[a][0] - q_lo[a] * s[a] for a in range(n)]
     return lax.slice(
         out,
-        (0, *starts, 0),
-        (batch, *(starts[a] + lengths[a] for a in range(n)), g * og),
+        (0, *plan.starts, 0),
+        (batch, *(plan.starts[a] + plan.lengths[a] for a in range(n)), g * og),
     )
+
+
+def _space_to_depth(y, plan: _PhasePlan, v):
+    """Adjoint of ``_depth_to_space``: ``(N, *L, G*Og)`` -> ``(N, *V, G*S*Og)``."""
+    n, g, s = plan.n, plan.groups, plan.strides
+    batch = y.shape[0]
+    og = y.shape[-1] // g
+    config = [(0, 0, 0)]
+    for a in range(n):
+        config.append((plan.starts[a], v[a] * s[a] - plan.starts[a] - plan.lengths[a], 0))
+    config.append((0, 0, 0))
+    y = lax.pad(y, jnp.zeros((), y.dtype), config)
+    y = y.reshape(batch, *(i for a in range(n) for i in (v[a], s[a])), g, og)
+    perm = (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2), 2 * n + 2)
+    return jnp.transpose(y, perm).reshape(batch, *v, g * math.prod(s) * og)
+
+
+def _phase_rows(plan: _PhasePlan):
+    """Phase-output spatial shape ``V``: rows of every phase needed to cover the output."""
+    return tuple(-(-(plan.starts[a] + plan.lengths[a]) // plan.strides[a]) for a in range(plan.n))
+
+
+def _y_phase(x, kernel, spec: ConvSpec, out_dtype):
+    """Sub-pixel (phase) decomposition as ONE stride-1 convolution.
+
+    Every output phase (position modulo the stride) is a stride-1 correlation of the input
+    with the kernel taps that land on that phase. All phases become output channels of one
+    convolution over a common window; a depth-to-space interleave and a crop give the
+    result. No zero is inserted and no ``lhs_dilation`` is used.
+    """
+    plan = _phase_plan(spec, x.shape[1 : spec.ndim + 1])
+    return _depth_to_space(x_from_yk(x, _phase_kernel(kernel, plan), plan.inner, out_dtype), plan)
+
+
+def _x_phase(y, kernel, spec: ConvSpec, out_dtype):
+    """Input gradient in phase form: space-to-depth, then a stride-1 transposed convolution."""
+    n = spec.ndim
+    plan = _phase_plan(spec, spec.input_spatial(y.shape[1 : n + 1]))
+    y_p = _space_to_depth(y, plan, _phase_rows(plan))
+    return y_from_xk(y_p, _phase_kernel(kernel, plan), plan.inner, out_dtype)
+
+
+def _k_phase(x, y, spec: ConvSpec, out_dtype):
+    """Kernel gradient in phase form: a stride-1 kernel gradient, then the scatter's adjoint."""
+    n = spec.ndim
+    plan = _phase_plan(spec, x.shape[1 : n + 1])
+    y_p = _space_to_depth(y, plan, _phase_rows(plan))
+    return _phase_kernel_adjoint(k_from_xy(y_p, x, plan.inner, out_dtype), plan)
 
 
 _FORWARD = {"dilate": _y_dilate, "pad": _y_pad, "phase": _y_phase}
 
 
 def choose_algorithm(kernel_spatial, spec: ConvSpec, platform: str | None = None) -> str:
-    """The forward algorithm "auto" selects, from static facts only.
+    """The algorithm ``algorithm="auto"`` selects, from static facts only.
 
-    * ``phase`` (one stride-1 convolution, sub-pixel interleave) whenever it wastes at most
-      1.5x multiply-adds on structural zeros (always true for kernels divisible by the
-      stride with no dilation, e.g. k4 s2, k2 s2, k16 s8): it never zero-inserts, which
-      XLA cannot skip, and it avoids every ``lhs_dilation`` code path.
-    * ``pad`` otherwise: explicit interior padding then a stride-1 convolution, the same
-      arithmetic as ``lhs_dilation`` in a form XLA compiles robustly everywhere.
+    * Stride 1 in every dimension: ``"pad"``, which is then a plain padded convolution
+      with the flipped kernel (nothing to zero-insert).
+    * Otherwise ``"phase"`` on every platform: one stride-1 convolution over all output
+      phases plus an interleave. It never multiplies inserted zeros (``lhs_dilation``
+      does: ``prod(strides)`` times the work, and XLA:CPU runs 3-D ``lhs_dilation`` as a
+      generic loop), it is the only form XLA:CPU never aborts on, and its input and kernel
+      gradients are stride-1 convolutions too. Its only waste is structural zeros when a
+      kernel size is not a multiple of the stride (``phase_waste``: 4/3 per dimension
+      for k3 s2), far cheaper than zero insertion.
+
+    The same choice is right on CPU, GPU and TPU (all run stride-1 convolutions best), so
+    ``platform`` and ``kernel_spatial`` (also in ``spec``) do not change it today.
     """
+    del kernel_spatial, platform
     if spec.algorithm != "auto":
         return spec.algorithm
     if all(s == 1 for s in spec.strides):
         return "pad"
-    if phase_waste(kernel_spatial, spec) <= 1.5:
-        return "phase"
-    return "pad"
+    return "phase"
 
 
 def y_from_xk(x, kernel, spec: ConvSpec, out_dtype):
     """The transposed convolution: ``(N, *i, C_in), (*k, Og, C_in) -> (N, *L, G*Og)``."""
-    algorithm = choose_algorithm(kernel.shape[: spec.ndim], spec)
-    return _FORWARD[algorithm](x, kernel, spec, out_dtype)
+    return _FORWARD[choose_algorithm(spec.kernel_size, spec)](x, kernel, spec, out_dtype)
+
+
+def x_from_yk(y, kernel, spec: ConvSpec, out_dtype):
+    """Input gradient: ``(N, *L, G*Og), (*k, Og, C_in) -> (N, *i, C_in)``."""
+    if choose_algorithm(spec.kernel_size, spec) == "phase":
+        return _x_phase(y, kernel, spec, out_dtype)
+    return _x_direct(y, kernel, spec, out_dtype)
+
+
+def k_from_xy(x, y, spec: ConvSpec, out_dtype):
+    """Kernel gradient: ``(N, *i, C_in), (N, *L, G*Og) -> (*k, Og, C_in)``."""
+    if choose_algorithm(spec.kernel_size, spec) == "phase":
+        return _k_phase(x, y, spec, out_dtype)
+    return _k_direct(x, y, spec, out_dtype)
 
 
 # ----------------------------------------------------------------------------------------
@@ -237,8 +366,8 @@ def y_from_xk(x, kernel, spec: ConvSpec, out_dtype):
 # ----------------------------------------------------------------------------------------
 
 
-def x_from_yk(y, kernel, spec: ConvSpec, out_dtype):
-    """Strided forward convolution: ``(N, *L, G*Og), (*k, Og, C_in) -> (N, *i, C_in)``."""
+def _x_direct(y, kernel, spec: ConvSpec, out_dtype):
+    """Input gradient as a strided forward convolution with the kernel as it is."""
     return _conv(
         y,
         kernel,
@@ -256,8 +385,8 @@ def x_from_yk(y, kernel, spec: ConvSpec, out_dtype):
 # ----------------------------------------------------------------------------------------
 
 
-def k_from_xy(x, y, spec: ConvSpec, out_dtype):
-    """Kernel gradient: ``(N, *i, C_in), (N, *L, G*Og) -> (*k, Og, C_in)``.
+def _k_direct(x, y, spec: ConvSpec, out_dtype):
+    """Kernel gradient as one canonical-layout convolution.
 
     The output (padded back to its full, uncropped extent) plays the input with its
     channels as the batch axis and the batch as the feature axis (one feature group per
