@@ -269,10 +269,9 @@ def _conv_transpose_nd(
     )
     if any(size < 1 for size in out_spatial):
         raise ValueError(
-            f"`padding` crops more than the output holds: torch requires every output size to be >= 1; the "
-            f"output would have spatial shape {out_spatial} for input shape {tuple(x.shape)}, weight shape "
-            f"{tuple(weight.shape)}, stride={stride}, padding={padding}, output_padding={output_padding}, "
-            f"dilation={dilation}."
+            f"`padding` must leave every output size >= 1 (as torch requires); the output would have spatial "
+            f"shape {out_spatial}; got padding={padding} for input shape {tuple(x.shape)}, weight shape "
+            f"{tuple(weight.shape)}, stride={stride}, output_padding={output_padding}, dilation={dilation}."
         )
     c_out = groups * weight.shape[1]
     if bias is not None:

@@ -1,0 +1,377 @@
+"""``jaxconvt.torch_compat`` against PyTorch 2.13 (CPU, float64).
+
+* A seeded random grid of configurations (1-D..3-D, groups, dilation, asymmetric strides,
+  padding, output_padding, bias, unbatched input, int / tuple / list / length-1 arguments,
+  and perturbations torch refuses): values equal torch's where torch computes, and where torch
+  refuses the adapter refuses too (torch TypeError -> TypeError, torch RuntimeError ->
+  ValueError naming the argument).
+* An explicit list of refused arguments (both refuse).
+* ``kernel_from_torch`` / ``kernel_to_torch``: element by element, inverse of each other,
+  independent of groups, and driving the core op like torch.
+* Gradients (input, weight, bias) equal torch autograd's.
+* ``output_size`` equals ``torch.nn.ConvTranspose{1,2,3}d.forward(input, output_size)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconvt
+from jaxconvt import torch_compat
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+TORCH_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+JAX_FN = {1: torch_compat.conv_transpose1d, 2: torch_compat.conv_transpose2d, 3: torch_compat.conv_transpose3d}
+TORCH_MODULE = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: torch.nn.ConvTranspose3d}
+ARG_NAMES = ("stride", "padding", "output_padding", "groups", "dilation")
+
+N_GRID = 520  # random configurations compared with torch (values or refusals)
+N_GRAD = 36  # random configurations whose gradients are compared with torch autograd
+N_OUTPUT_SIZE = 24  # random configurations for the output_size extra
+
+
+def _form(rng, values):
+    """One of torch's accepted spellings of a per-dimension argument."""
+    r = rng.random()
+    if len(set(values)) == 1 and r < 0.4:
+        return values[0]
+    if len(set(values)) == 1 and r < 0.55:
+        return (values[0],)  # length 1: broadcast by torch
+    return list(values) if r < 0.75 else tuple(values)
+
+
+def random_config(seed: int) -> dict:
+    """A random, mostly valid configuration; some draws perturb one argument beyond torch's rules."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
+    groups = int(rng.choice([1, 1, 2, 3]))
+    c_in = groups * int(rng.integers(1, 3))
+    og = int(rng.integers(1, 3))
+    kmax = 5 if n < 3 else 4
+    kernel = [int(rng.integers(1, kmax)) for _ in range(n)]
+    stride = [int(rng.integers(1, 4)) for _ in range(n)]
+    dilation = [int(rng.choice([1, 1, 2, 3])) for _ in range(n)]
+    spatial = [int(rng.integers(1, 7 if n < 3 else 5)) for _ in range(n)]
+    padding = [int(rng.integers(0, 3)) for _ in range(n)]
+    output_padding = [int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation)]
+    per_dim = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation}
+    perturbed = None
+    r = rng.random()
+    if r < 0.06:  # output_padding too large
+        j = int(rng.integers(n))
+        output_padding[j] = max(stride[j], dilation[j]) + int(rng.integers(0, 2))
+        perturbed = "output_padding"
+    elif r < 0.10:  # groups not dividing the input channels
+        groups = c_in + 1
+        perturbed = "groups"
+    elif r < 0.14:  # negative padding / output_padding, non-positive stride / dilation
+        perturbed = str(rng.choice(list(per_dim)))
+        per_dim[perturbed][int(rng.integers(n))] = -1 if "padding" in perturbed else 0
+    batch = () if rng.random() < 0.2 else (int(rng.integers(1, 3)),)
+    args = {name: _form(rng, values) for name, values in per_dim.items()}
+    args["groups"] = groups
+    if 0.14 <= r < 0.17:  # a non-int argument (floats)
+        perturbed = str(rng.choice(ARG_NAMES))
+        args[perturbed] = float(groups) if perturbed == "groups" else [float(v) for v in per_dim[perturbed]]
+    x = rng.standard_normal((*batch, c_in, *spatial))
+    w = rng.standard_normal((c_in, og, *kernel))
+    b = rng.standard_normal(groups * og) if rng.random() < 0.5 else None
+    return {"n": n, "x": x, "w": w, "b": b, "args": args, "perturbed": perturbed}
+
+
+def torch_call(n, x, w, b, **args):
+    t = lambda a: None if a is None else torch.from_numpy(np.asarray(a))
+    return TORCH_FN[n](t(x), t(w), t(b), **args).numpy()
+
+
+def jax_call(n, x, w, b, **args):
+    """The adapter under ``jax.jit`` (one compile per configuration)."""
+    fn = jax.jit(functools.partial(JAX_FN[n], **args))
+    return np.asarray(fn(x, w, b))
+
+
+def assert_close(actual, expected):
+    assert actual.shape == expected.shape
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_grid_is_representative():
+    """The grid covers what it claims (guards against a generator that drifts to trivial cases)."""
+    cfgs = [random_config(seed) for seed in range(N_GRID)]
+    assert {c["n"] for c in cfgs} == {1, 2, 3}
+    assert sum(c["x"].ndim == c["n"] + 1 for c in cfgs) > 50  # unbatched
+    assert sum(c["args"]["groups"] > 1 and c["perturbed"] is None for c in cfgs) > 100
+    assert sum(c["b"] is not None for c in cfgs) > 150
+    assert sum(c["perturbed"] is not None for c in cfgs) > 50
+    asym = [c for c in cfgs if isinstance(c["args"]["stride"], (list, tuple)) and len(set(c["args"]["stride"])) > 1]
+    assert len(asym) > 100
+
+
+@pytest.mark.parametrize("seed", range(N_GRID))
+def test_matches_torch(seed, x64):
+    cfg = random_config(seed)
+    n, x, w, b, args = cfg["n"], cfg["x"], cfg["w"], cfg["b"], cfg["args"]
+    try:
+        expected = torch_call(n, x, w, b, **args)
+    except (RuntimeError, ValueError, TypeError) as err:
+        kind = TypeError if isinstance(err, TypeError) else ValueError
+        with pytest.raises(kind) as info:
+            JAX_FN[n](x, w, b, **args)
+        message = str(info.value)
+        assert "`" in message and "got" in message, message  # names the argument and the value
+        if cfg["perturbed"] is not None:
+            assert f"`{cfg['perturbed']}`" in message or "`weight`" in message, message
+        return
+    assert cfg["perturbed"] is None, f"torch accepted a perturbed {cfg['perturbed']}: {args}"
+    assert_close(jax_call(n, x, w, b, **args), expected)
+
+
+REFUSED = [
+    # (n, argument overrides, expected error, argument named in the message)
+    (2, {"stride": 0}, ValueError, "stride"),
+    (2, {"stride": (2, -1)}, ValueError, "stride"),
+    (2, {"stride": (1, 2, 3)}, ValueError, "stride"),
+    (2, {"stride": ()}, ValueError, "stride"),
+    (2, {"stride": 2.0}, TypeError, "stride"),
+    (2, {"stride": True}, TypeError, "stride"),
+    (2, {"stride": "2"}, TypeError, "stride"),
+    (2, {"stride": None}, TypeError, "stride"),
+    (2, {"stride": [2.0, 1]}, TypeError, "stride"),
+    (2, {"stride": np.array([2, 2])}, TypeError, "stride"),
+    (1, {"padding": -1}, ValueError, "padding"),
+    (2, {"padding": "same"}, TypeError, "padding"),
+    (2, {"padding": ((1, 1), (1, 1))}, TypeError, "padding"),
+    (2, {"padding": 3}, ValueError, "padding"),  # output size < 1
+    (3, {"padding": (0, 4, 0)}, ValueError, "padding"),
+    (2, {"output_padding": 1}, ValueError, "output_padding"),  # stride 1, dilation 1
+    (2, {"output_padding": (2, 0), "stride": 2}, ValueError, "output_padding"),
+    (2, {"output_padding": (1, 1), "stride": (2, 1), "dilation": (2, 1)}, ValueError, "output_padding"),
+    (1, {"output_padding": -1}, ValueError, "output_padding"),
+    (2, {"output_padding": None}, TypeError, "output_padding"),
+    (2, {"dilation": 0}, ValueError, "dilation"),
+    (2, {"dilation": None}, TypeError, "dilation"),
+    (2, {"groups": 0}, ValueError, "groups"),
+    (2, {"groups": -1}, ValueError, "groups"),
+    (2, {"groups": 3}, ValueError, "groups"),  # 4 input channels
+    (2, {"groups": 2.0}, TypeError, "groups"),
+    (2, {"groups": (2,)}, TypeError, "groups"),
+]
+
+
+def _base(n, c_in=4, og=3, spatial=3, k=3, batch=(1,)):
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((*batch, c_in, *(spatial,) * n))
+    w = rng.standard_normal((c_in, og, *(k,) * n))
+    return x, w
+
+
+@pytest.mark.parametrize("n, overrides, error, name", REFUSED)
+def test_refused_like_torch(n, overrides, error, name):
+    x, w = _base(n)
+    with pytest.raises((RuntimeError, ValueError, TypeError)) as torch_info:
+        torch_call(n, x, w, None, **overrides)
+    assert isinstance(torch_info.value, TypeError) == (error is TypeError), torch_info.value
+    with pytest.raises(error, match=f"`{name}`"):
+        JAX_FN[n](x, w, None, **overrides)
+
+
+BAD_SHAPES = [
+    # (n, x shape, w shape, bias shape, argument named in the message)
+    (2, (5, 5), (4, 3, 3, 3), None, "input"),  # rank too small
+    (2, (1, 1, 4, 5, 5), (4, 3, 3, 3), None, "input"),  # rank too large
+    (2, (1, 4, 5, 5), (4, 3, 3), None, "weight"),  # weight rank
+    (2, (1, 4, 5, 5), (5, 3, 3, 3), None, "input"),  # channel mismatch
+    (2, (1, 4, 0, 5), (4, 3, 3, 3), None, "input"),  # empty spatial dimension
+    (2, (1, 4, 5, 5), (4, 0, 3, 3), None, "weight"),  # empty weight
+    (2, (1, 4, 5, 5), (4, 3, 0, 3), None, "weight"),  # empty kernel
+    (2, (1, 4, 5, 5), (4, 3, 3, 3), (5,), "bias"),
+    (2, (1, 4, 5, 5), (4, 3, 3, 3), (3, 1), "bias"),
+    (1, (1, 2, 1), (2, 1, 1), None, "padding"),  # torch: output size 0 with padding=1 below
+]
+
+
+@pytest.mark.parametrize("n, x_shape, w_shape, b_shape, name", BAD_SHAPES)
+def test_bad_shapes_refused_like_torch(n, x_shape, w_shape, b_shape, name):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = None if b_shape is None else rng.standard_normal(b_shape)
+    args = {"padding": 1} if name == "padding" else {}
+    with pytest.raises(RuntimeError):
+        torch_call(n, x, w, b, **args)
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        JAX_FN[n](x, w, b, **args)
+
+
+def test_zero_batch_like_torch(x64):
+    x, w = _base(2, batch=(0,))
+    expected = torch_call(2, x, w, None, stride=2)
+    assert expected.shape == (0, 3, 7, 7)
+    assert JAX_FN[2](x, w, None, stride=2).shape == expected.shape
+
+
+# ----------------------------------------------------------------------------------------
+# Weight layout
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("groups, kernel", [(1, (3,)), (2, (2, 3)), (3, (2, 1, 3))])
+def test_kernel_layout_elementwise(groups, kernel, x64):
+    rng = np.random.default_rng(groups)
+    w = rng.standard_normal((3 * groups, 2, *kernel))
+    k = np.asarray(torch_compat.kernel_from_torch(w, groups))
+    assert k.shape == (*kernel, 2, 3 * groups)
+    for c in range(w.shape[0]):
+        for o in range(w.shape[1]):
+            for j in np.ndindex(*kernel):
+                assert k[(*j, o, c)] == w[(c, o, *j)]
+    np.testing.assert_array_equal(torch_compat.kernel_to_torch(k, groups), w)
+    # The mapping does not depend on groups.
+    np.testing.assert_array_equal(torch_compat.kernel_from_torch(w, 1), k)
+
+
+def test_kernel_from_torch_accepts_tensors_and_traces():
+    layer = torch.nn.ConvTranspose2d(4, 6, (3, 2), groups=2).double()  # weight requires grad
+    k = torch_compat.kernel_from_torch(layer.weight, groups=2)
+    np.testing.assert_array_equal(k, np.transpose(layer.weight.detach().numpy(), (2, 3, 1, 0)))
+    w = jnp.asarray(np.random.default_rng(1).standard_normal((4, 3, 2, 5)))
+    grad = jax.grad(lambda w: jnp.sum(torch_compat.kernel_from_torch(w) * jnp.arange(120.0).reshape(2, 5, 3, 4)))(w)
+    np.testing.assert_array_equal(grad, np.transpose(np.arange(120.0).reshape(2, 5, 3, 4), (3, 2, 0, 1)))
+
+
+@pytest.mark.parametrize(
+    "fn, args, error",
+    [
+        (torch_compat.kernel_from_torch, ((6, 2, 3), 4), ValueError),  # 6 channels, 4 groups
+        (torch_compat.kernel_from_torch, ((6, 2), 1), ValueError),  # rank 2
+        (torch_compat.kernel_from_torch, ((6, 2, 3), 0), ValueError),
+        (torch_compat.kernel_from_torch, ((6, 2, 3), 1.5), TypeError),
+        (torch_compat.kernel_to_torch, ((3, 2, 6), 4), ValueError),
+        (torch_compat.kernel_to_torch, ((3, 6), 1), ValueError),
+    ],
+)
+def test_kernel_converters_refuse(fn, args, error):
+    shape, groups = args
+    with pytest.raises(error, match="`"):
+        fn(np.zeros(shape), groups)
+
+
+@pytest.mark.parametrize("n, groups", [(1, 3), (2, 2), (3, 2)])
+def test_kernel_from_torch_drives_core_like_torch(n, groups, x64):
+    """The converted kernel in the core op (channels_last, Keras layout) reproduces torch with groups."""
+    rng = np.random.default_rng(10 * n + groups)
+    x = rng.standard_normal((2, 2 * groups, *(4,) * n))
+    w = rng.standard_normal((2 * groups, 3, *(3,) * n))
+    expected = torch_call(n, x, w, None, stride=2, padding=1, output_padding=1, groups=groups)
+    y = jaxconvt.conv_transpose(
+        np.moveaxis(x, 1, -1),
+        torch_compat.kernel_from_torch(w, groups),
+        strides=2,
+        padding=1,
+        output_padding=1,
+        groups=groups,
+    )
+    assert_close(np.moveaxis(np.asarray(y), -1, 1), expected)
+
+
+# ----------------------------------------------------------------------------------------
+# Gradients
+# ----------------------------------------------------------------------------------------
+
+
+def _valid_config(seed, **overrides):
+    """The first unperturbed configuration torch accepts (with ``overrides``), from ``seed`` on."""
+    while True:
+        cfg = random_config(seed)
+        cfg["args"].update(overrides)
+        if cfg["perturbed"] is None:
+            try:
+                torch_call(cfg["n"], cfg["x"], cfg["w"], cfg["b"], **cfg["args"])
+                return cfg
+            except RuntimeError:
+                pass
+        seed += 1
+
+
+@pytest.mark.parametrize("seed", range(N_GRAD))
+def test_gradients_match_torch(seed, x64):
+    cfg = _valid_config(10_000 + 37 * seed)
+    n, x, w, args = cfg["n"], cfg["x"], cfg["w"], cfg["args"]
+    b = cfg["b"] if cfg["b"] is not None else np.random.default_rng(seed).standard_normal(w.shape[1] * args["groups"])
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    yt = TORCH_FN[n](xt, wt, bt, **args)
+    cotangent = np.random.default_rng(seed).standard_normal(tuple(yt.shape))
+    (yt * torch.from_numpy(cotangent)).sum().backward()
+
+    def loss(x, w, b):
+        return jnp.sum(JAX_FN[n](x, w, b, **args) * cotangent)
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(x, w, b)
+    for got, t in zip(grads, (xt, wt, bt)):
+        assert_close(np.asarray(got), t.grad.numpy())
+
+
+# ----------------------------------------------------------------------------------------
+# output_size (the ConvTranspose modules' forward argument)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(N_OUTPUT_SIZE))
+def test_output_size_matches_torch_modules(seed, x64):
+    rng = np.random.default_rng(20_000 + seed)
+    cfg = _valid_config(20_000 + 41 * seed, output_padding=0)
+    n, x, w, args = cfg["n"], cfg["x"], cfg["w"], cfg["args"]
+    # Full-length tuples: the modules (unlike the functionals) do not broadcast length-1 tuples.
+    for name in ("stride", "padding", "dilation"):
+        args[name] = torch_compat._int_tuple(args[name], n, name, 0)
+    layer = TORCH_MODULE[n](
+        w.shape[0], w.shape[1] * args["groups"], w.shape[2:], bias=False, dtype=torch.float64, **args
+    )
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+    smallest = [int(v) for v in torch_call(n, x, w, None, **args).shape[-n:]]
+    # Sometimes one size beyond the reachable range: both must refuse.
+    wanted = [lo + int(rng.integers(0, s + (rng.random() < 0.15))) for lo, s in zip(smallest, args["stride"])]
+    if rng.random() < 0.3:  # with the leading (batch,) channel sizes, as torch allows
+        wanted = [*x.shape[: x.ndim - n - 1], w.shape[1] * args["groups"], *wanted]
+    try:
+        expected = layer(torch.from_numpy(x), output_size=wanted).detach().numpy()
+    except ValueError:
+        with pytest.raises(ValueError, match="`output_size`"):
+            JAX_FN[n](x, w, None, **args, output_size=wanted)
+        return
+    got = jax.jit(functools.partial(JAX_FN[n], **args, output_size=wanted))(x, w, None)
+    assert_close(np.asarray(got), expected)
+
+
+def test_output_size_with_output_padding_refused():
+    x, w = _base(2)
+    with pytest.raises(ValueError, match="`output_padding`"):
+        JAX_FN[2](x, w, None, stride=2, output_padding=1, output_size=(8, 8))
+
+
+# ----------------------------------------------------------------------------------------
+# Transformations (the adapters are plain compositions of the core primitive)
+# ----------------------------------------------------------------------------------------
+
+
+def test_vmap_jvp_and_jit_agree_with_torch(x64):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 4, 5, 5))  # vmapped axis of 3 batches of 2
+    w = rng.standard_normal((4, 3, 3, 2))
+    b = rng.standard_normal(6)
+    args = {"stride": (2, 1), "padding": 1, "output_padding": (1, 0), "groups": 2, "dilation": (1, 2)}
+    fn = functools.partial(torch_compat.conv_transpose2d, **args)
+    expected = np.stack([torch_call(2, xi, w, b, **args) for xi in x])
+    assert_close(np.asarray(jax.jit(jax.vmap(fn, in_axes=(0, None, None)))(x, w, b)), expected)
+    # jvp is linear in the tangent: jvp with (dx, 0, 0) is the op on dx without bias.
+    dx = rng.standard_normal(x.shape[1:])
+    _, tangent = jax.jvp(lambda x: fn(x, w, b), (x[0],), (dx,))
+    assert_close(np.asarray(tangent), torch_call(2, dx, w, None, **args))
