@@ -45,3 +45,63 @@ def scatter_conv_transpose(x, kernel, strides, dilation, crops, groups=1):
                 buf[(slice(None), *where, slice(g * og, (g + 1) * og))] += xs @ ks.T
     index = tuple(slice(ext_lo[a] + crops[a][0], ext_lo[a] + full[a] - crops[a][1]) for a in range(n_sp))
     return buf[(slice(None), *index, slice(None))]
+
+
+def explicit_crop(lo, hi, op):
+    """Crops for explicit (PyTorch-style) padding: ``lo`` at the start, ``hi`` at the end,
+    and ``output_padding`` gives ``op`` elements back at the end."""
+    return (lo, hi - (op or 0))
+
+
+def _per_dim(value, n):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def conv_transpose_ref(
+    x,
+    kernel,
+    strides=1,
+    padding="valid",
+    output_padding=None,
+    data_format=None,
+    dilation_rate=1,
+    groups=1,
+    output_shape=None,
+):
+    """The argument surface of ``jaxconvt.conv_transpose`` on top of ``scatter_conv_transpose``.
+
+    Written from SEMANTICS.md only, for VALID arguments (no validation at all): string
+    padding uses ``keras_crop``, explicit padding (int, N ints or N (lo, hi) pairs) uses
+    ``explicit_crop``; ``output_shape`` (N spatial sizes, or N + 2 with batch and channels)
+    picks ``output_padding = target - (size with output_padding 0)`` per dimension.
+    """
+    x = np.asarray(x)
+    channels_first = data_format == "channels_first"
+    if channels_first:
+        x = np.moveaxis(x, 1, -1)
+    n = x.ndim - 2
+    spatial, ksize = x.shape[1:-1], kernel.shape[:n]
+    s, d = _per_dim(strides, n), _per_dim(dilation_rate, n)
+    if isinstance(padding, str):
+
+        def crop(a, op):
+            return keras_crop(padding.lower(), ksize[a], s[a], d[a], op)
+
+    else:
+        pairs = [(p, p) if isinstance(p, int) else tuple(p) for p in _per_dim(padding, n)]
+
+        def crop(a, op):
+            return explicit_crop(pairs[a][0], pairs[a][1], op)
+
+    if output_shape is not None:
+        target = tuple(output_shape)
+        if len(target) == n + 2:
+            target = target[2:] if channels_first else target[1:-1]
+        full = [(spatial[a] - 1) * s[a] + (ksize[a] - 1) * d[a] + 1 for a in range(n)]
+        ops = [target[a] - (full[a] - sum(crop(a, 0))) for a in range(n)]
+    elif output_padding is None:
+        ops = [None] * n
+    else:
+        ops = list(_per_dim(output_padding, n))
+    out = scatter_conv_transpose(x, kernel, s, d, [crop(a, ops[a]) for a in range(n)], groups)
+    return np.moveaxis(out, -1, 1) if channels_first else out
