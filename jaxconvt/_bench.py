@@ -75,6 +75,8 @@ class Settings:
       min_repeats: fewest timed runs per stage.
       budget_s: stop timing a stage after this many seconds once ``min_repeats`` ran.
       warmup: untimed runs before timing.
+      max_call_s: a warm-up call slower than this is the only run timed (``runs`` = 0), and
+        that implementation's remaining stages of the workload are skipped.
       seed: seed of the random operands.
     """
 
@@ -87,10 +89,11 @@ class Settings:
     min_repeats: int = 3
     budget_s: float = 2.0
     warmup: int = 1
+    max_call_s: float = 60.0
     seed: int = 0
 
 
-QUICK_SETTINGS = dict(repeats=3, min_repeats=1, budget_s=0.3, warmup=1)
+QUICK_SETTINGS = dict(repeats=3, min_repeats=1, budget_s=0.3, warmup=1, max_call_s=10.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -189,6 +192,7 @@ class _Runner:
     spent: float = 0.0
     out: Any = None
     error: str | None = None
+    too_slow: bool = False
 
 
 def _time_interleaved(runners: dict[str, _Runner], settings: Settings) -> None:
@@ -196,16 +200,23 @@ def _time_interleaved(runners: dict[str, _Runner], settings: Settings) -> None:
 
     Interleaving makes the implementations share whatever load the machine has. A runner
     stops after ``repeats`` runs, or after ``min_repeats`` runs once it spent ``budget_s``.
+    A warm-up call slower than ``max_call_s`` is kept as the only (``too_slow``) time.
     """
     active = []
     for runner in runners.values():
         try:
             for _ in range(max(settings.warmup, 1)):
+                t0 = time.perf_counter()
                 runner.out = runner.sync(runner.call())
+                elapsed = time.perf_counter() - t0
+                if elapsed > settings.max_call_s:
+                    runner.times, runner.too_slow = [elapsed], True
+                    break
         except Exception as err:  # noqa: BLE001 - e.g. a dtype torch lacks on CPU; recorded
             runner.error = f"{type(err).__name__}: {err}"[:500]
         else:
-            active.append(runner)
+            if not runner.too_slow:
+                active.append(runner)
     while active:
         for runner in list(active):
             t0 = time.perf_counter()
@@ -302,6 +313,7 @@ def _empty_result() -> dict:
         "gflops": {s: None for s in STAGES},
         "max_rel_diff": {s: None for s in STAGES if s != "fwdbwd"},
         "errors": {},
+        "skipped": {},
     }
 
 
@@ -550,14 +562,21 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
     prepared = {}
     for impl in impls:
         progress.step(f"{workload.name} {dtype}: {'set up' if impl == 'torch' else 'compile'} {impl}")
-        if impl == "torch":
+        if impl == "lax" and workload.lax_cpu_skip and platform_name == "cpu":
+            results[impl]["skipped"] = {stage: f"skipped on CPU: {workload.lax_cpu_skip}" for stage in STAGES}
+            prepared[impl] = {}
+        elif impl == "torch":
             prepared[impl] = _prepare_torch(problem)
         else:
             prepared[impl] = _prepare_jax(problem, impl, settings, results[impl])
     outputs = {impl: {} for impl in impls}
     for stage in STAGES:
         progress.step(f"{workload.name} {dtype}: time {STAGE_LABELS[stage]}")
-        runners = {impl: prepared[impl][stage] for impl in impls if stage in prepared[impl]}
+        runners = {
+            impl: prepared[impl][stage]
+            for impl in impls
+            if stage in prepared[impl] and stage not in results[impl]["skipped"]
+        }
         _time_interleaved(runners, settings)
         for impl, runner in runners.items():
             result = results[impl]
@@ -566,7 +585,14 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
                 continue
             result["ms"][stage] = statistics.median(runner.times) * 1e3
             result["min_ms"][stage] = min(runner.times) * 1e3
-            result["runs"][stage] = len(runner.times)
+            result["runs"][stage] = 0 if runner.too_slow else len(runner.times)
+            if runner.too_slow:
+                reason = (
+                    f"skipped: its {STAGE_LABELS[stage]} call took {runner.times[0]:.0f} s "
+                    f"(more than max_call_s = {settings.max_call_s:g} s)"
+                )
+                for later in STAGES[STAGES.index(stage) + 1 :]:
+                    result["skipped"].setdefault(later, reason)
             result["gflops"][stage] = (3 if stage == "fwdbwd" else 1) * flops / statistics.median(runner.times) / 1e9
             if runner.convert is not None:
                 outputs[impl][stage] = runner.convert(runner.out)
@@ -679,6 +705,17 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def _ms_cell(res: dict | None, stage: str) -> str:
+    """A time in ms; "skip"/"err" when not measured; "*" marks a single too-slow call."""
+    if res is None:
+        return "-"
+    if stage in res["skipped"]:
+        return "skip"
+    if stage in res["errors"]:
+        return "err"
+    return _fmt(res["ms"][stage]) + ("*" if res["runs"][stage] == 0 else "")
+
+
 def _ratio(value) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -722,7 +759,7 @@ def _main_rows(report: dict):
                 r["workload"],
                 r["dtype"],
                 r["algorithm"],
-                *(_fmt(me["ms"][s]) for s in STAGES),
+                *(_ms_cell(me, s) for s in STAGES),
                 _fmt(compile_total, 2),
                 _fmt(me["peak_mb"]["fwdbwd"]),
                 gf,
@@ -755,8 +792,8 @@ def _baseline_rows(report: dict):
                 r["workload"],
                 r["dtype"],
                 _shape_text(r),
-                *(_fmt(tor["ms"][s]) if tor else "-" for s in STAGES),
-                *(_fmt(lx["ms"][s]) if lx else "-" for s in STAGES),
+                *(_ms_cell(tor, s) for s in STAGES),
+                *(_ms_cell(lx, s) for s in STAGES),
                 _fmt(lax_compile, 2),
                 _fmt(lx["peak_mb"]["fwdbwd"]) if lx else "-",
                 f"{max(diffs):.1e}" if diffs else "-",
@@ -786,12 +823,20 @@ def _machine_line(m: dict) -> str:
     )
 
 
-def _errors(report: dict) -> list[str]:
+def _notes(report: dict) -> list[str]:
+    """Errors, skipped stages and single-call times, one line each."""
     out = []
     for r in report["results"]:
         for impl, res in r["impls"].items():
+            head = f"{r['workload']} {r['dtype']} {impl}"
             for stage, msg in res["errors"].items():
-                out.append(f"{r['workload']} {r['dtype']} {impl} {STAGE_LABELS[stage]}: {msg.splitlines()[0]}")
+                out.append(f"{head} {STAGE_LABELS[stage]}: error {msg.splitlines()[0]}")
+            for reason in dict.fromkeys(res["skipped"].values()):
+                stages = ", ".join(STAGE_LABELS[st] for st, why in res["skipped"].items() if why == reason)
+                out.append(f"{head} {stages}: {reason}")
+            for stage in STAGES:
+                if res["runs"][stage] == 0:
+                    out.append(f"{head} {STAGE_LABELS[stage]} (*): one call, slower than max_call_s; not repeated")
     return out
 
 
@@ -805,9 +850,9 @@ def text_report(report: dict) -> str:
         "baselines (ms) and the largest relative difference of their outputs from jaxconvt",
         _table(*_baseline_rows(report), markdown=False),
     ]
-    errors = _errors(report)
-    if errors:
-        parts += ["", "errors:", *(f"  {e}" for e in errors)]
+    notes = _notes(report)
+    if notes:
+        parts += ["", "notes:", *(f"  {e}" for e in notes)]
     return "\n".join(parts)
 
 
@@ -835,9 +880,9 @@ def markdown_report(report: dict) -> str:
         "",
         _table(*_baseline_rows(report), markdown=True),
     ]
-    errors = _errors(report)
-    if errors:
-        parts += ["", "Errors:", "", *(f"- {e}" for e in errors)]
+    notes = _notes(report)
+    if notes:
+        parts += ["", "Notes:", "", *(f"- {e}" for e in notes)]
     return "\n".join(parts) + "\n"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import time
 
 import pytest
 
@@ -92,6 +93,7 @@ def test_schema(run):
         assert r["input_shape"] == lead + [1 if w.per_example else w.cpu.batch, *w.cpu.spatial, w.cpu.c_in]
         for impl, res in r["impls"].items():
             assert res["errors"] == {}, (r["workload"], impl, res["errors"])
+            assert res["skipped"] == {}
             assert set(res["ms"]) == set(_bench.STAGES)
 
 
@@ -120,6 +122,30 @@ def test_implementations_compute_the_same(run):
         for impl, res in r["impls"].items():
             for stage, diff in res["max_rel_diff"].items():
                 assert diff is not None and diff < 1e-5, (r["workload"], impl, stage, diff)
+
+
+def test_too_slow_call_is_timed_once_and_marked():
+    calls = {"slow": 0, "fast": 0}
+
+    def make(name, seconds):
+        def call():
+            calls[name] += 1
+            time.sleep(seconds)
+            return name
+
+        return _bench._Runner(call, lambda out: out)
+
+    runners = {"slow": make("slow", 0.03), "fast": make("fast", 0.0)}
+    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, max_call_s=0.01)
+    _bench._time_interleaved(runners, settings)
+    slow, fast = runners["slow"], runners["fast"]
+    assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.03 and calls["slow"] == 1
+    assert not fast.too_slow and len(fast.times) == 4 and calls["fast"] == 5
+    result = _bench._empty_result()
+    result["ms"]["dk"], result["runs"]["dk"] = 1234.5, 0
+    result["skipped"]["fwdbwd"] = "skipped: too slow"
+    assert _bench._ms_cell(result, "dk") == "1234*"
+    assert _bench._ms_cell(result, "fwdbwd") == "skip"
 
 
 def test_unknown_workload_is_an_error(capsys):
