@@ -1,0 +1,378 @@
+"""Bad arguments: one test per class of mistake, checking the exception type and message.
+
+Every case runs eagerly, under ``jax.jit`` (arrays as jit arguments, the configuration static
+through a closure) and, for shape-level mistakes, through ``conv_transpose_output_shape``.
+``pytest.raises`` with a ``match=`` makes sure the error is jaxconvt's own message at trace
+time, never an AssertionError or an XLA error.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconvt
+
+X = np.ones((1, 4, 2), np.float32)  # 1-D, batch 1, length 4, 2 channels (channels_last)
+K = np.ones((3, 1, 2), np.float32)  # kernel 3, 1 output channel, 2 input channels
+
+PADDING_RULE = re.escape(
+    "`padding` must be 'valid', 'same', a non-negative int, a sequence of 1 non-negative ints, "
+    "or a sequence of 1 (low, high) pairs of non-negative ints; got "
+)
+
+SHAPE_RULE = "`output_shape` must be a sequence of 1 spatial sizes (or 3 including batch and channels); got "
+
+
+def _jax_arg(value):
+    return isinstance(value, (np.ndarray, jax.Array)) and np.dtype(value.dtype).kind in "biufc"
+
+
+def assert_raises(exc, match, x=X, k=K, *, shape_fn=True, **kwargs):
+    """``conv_transpose(x, k, **kwargs)`` raises ``exc`` matching ``match`` eagerly and under jit."""
+    with pytest.raises(exc, match=match):
+        jaxconvt.conv_transpose(x, k, **kwargs)
+    # Under jit: arrays are traced arguments, anything else (strings, objects) is closed over.
+    args = [v for v in (x, k) if _jax_arg(v)]
+
+    def traced(*traced_args):
+        it = iter(traced_args)
+        return jaxconvt.conv_transpose(*(next(it) if _jax_arg(v) else v for v in (x, k)), **kwargs)
+
+    with pytest.raises(exc, match=match):
+        jax.jit(traced)(*args)
+    if shape_fn:
+        with pytest.raises(exc, match=match):
+            jaxconvt.conv_transpose_output_shape(np.shape(x), np.shape(k), **kwargs)
+
+
+def test_inputs_rank_too_low():
+    for x in (np.ones((2, 3), np.float32), np.ones((3,), np.float32)):
+        rule = r"`inputs` must have rank >= 3 \(batch, spatial dimensions\.\.\., channels"
+        assert_raises(ValueError, rf"{rule}.*got shape {re.escape(str(x.shape))} of rank {x.ndim}\.", x, K)
+
+
+def test_kernel_rank_not_matching():
+    for k in (np.ones((3, 3, 1, 2), np.float32), np.ones((1, 2), np.float32)):
+        match = (
+            rf"`kernel` must have rank 3 \(.*\) to match `inputs` of rank 3; got kernel shape {re.escape(str(k.shape))}"
+        )
+        assert_raises(ValueError, match, X, k)
+
+
+def test_channel_mismatch_names_both_counts_and_the_data_format():
+    assert_raises(
+        ValueError,
+        r"`kernel` input channels \(its last axis, 3\) must equal the input channels \(2, axis -1 of `inputs` "
+        r"for data_format='channels_last'\); got inputs shape \(1, 4, 2\) and kernel shape \(3, 1, 3\)\.",
+        X,
+        np.ones((3, 1, 3), np.float32),
+    )
+    # A channels-first array with the default data_format: the message says what was assumed.
+    assert_raises(
+        ValueError,
+        r"\(its last axis, 2\) must equal the input channels "
+        r"\(5, axis -1 of `inputs` for data_format='channels_last'\)",
+        np.ones((1, 2, 5), np.float32),
+        K,
+    )
+    assert_raises(
+        ValueError,
+        r"\(its last axis, 4\) must equal the input channels "
+        r"\(2, axis 1 of `inputs` for data_format='channels_first'\)",
+        np.ones((1, 2, 4), np.float32),
+        np.ones((3, 1, 4), np.float32),
+        data_format="channels_first",
+    )
+
+
+@pytest.mark.parametrize("padding", ["full", "causal", "", "valid "])
+def test_unknown_padding_string(padding):
+    rule = re.escape("`padding` must be 'valid' or 'same' (any case), or explicit integer crops; got ")
+    match = rule + re.escape(repr(padding)) + r"\."
+    assert_raises(ValueError, match, padding=padding)
+
+
+@pytest.mark.parametrize(
+    ("padding", "exc", "tail"),
+    [
+        (1.5, TypeError, "1.5 (type float)."),
+        (None, TypeError, "None (type NoneType)."),
+        (True, TypeError, "True (type bool)."),
+        ({}, TypeError, "{} (type dict)."),
+        ([1.5], TypeError, "[1.5]."),
+        ([(1, 2, 3)], TypeError, "[(1, 2, 3)]."),
+        ([[True, 1]], TypeError, "[[True, 1]]."),
+        ([1, 2], ValueError, "[1, 2] of length 2."),
+        ([(0, 1), (1, 0)], ValueError, "[(0, 1), (1, 0)] of length 2."),
+        (-1, ValueError, "negative padding -1."),
+        ([-2], ValueError, "negative padding [-2]."),
+        ([(0, -1)], ValueError, "negative padding [(0, -1)]."),
+    ],
+)
+def test_padding_of_wrong_type_length_or_sign(padding, exc, tail):
+    assert_raises(exc, PADDING_RULE + re.escape(tail), padding=padding)
+
+
+def test_padding_cropping_more_than_the_output():
+    match = (
+        r"`padding` crops more than the full output holds: the output would have spatial shape \(-4,\); got "
+        r"padding=5 for inputs spatial shape \(4,\), kernel spatial shape \(3,\), "
+        r"strides=\(1,\), dilation_rate=\(1,\)\."
+    )
+    assert_raises(ValueError, match, padding=5)
+
+
+@pytest.mark.parametrize("name", ["strides", "dilation_rate"])
+@pytest.mark.parametrize(
+    ("value", "exc", "tail"),
+    [
+        (0, ValueError, "must be >= 1 in every spatial dimension; got {name}=0."),
+        (-2, ValueError, "must be >= 1 in every spatial dimension; got {name}=-2."),
+        ([0], ValueError, "must be >= 1 in every spatial dimension; got {name}=[0]."),
+        (1.5, TypeError, "must be an int or a sequence of 1 ints; got 1.5 (type float)."),
+        (2.0, TypeError, "must be an int or a sequence of 1 ints; got 2.0 (type float)."),
+        ([2.0], TypeError, "must be an int or a sequence of 1 ints; got [2.0] (type list)."),
+        (True, TypeError, "must be an int or a sequence of 1 ints; got True (type bool)."),
+        ("2", TypeError, "must be an int or a sequence of 1 ints; got '2' (type str)."),
+        (None, TypeError, "must be an int or a sequence of 1 ints; got None (type NoneType)."),
+        (
+            (1, 2),
+            ValueError,
+            "must be an int or a sequence of 1 ints (one per spatial dimension); got (1, 2) of length 2.",
+        ),
+        ([], ValueError, "must be an int or a sequence of 1 ints (one per spatial dimension); got [] of length 0."),
+    ],
+)
+def test_strides_and_dilation_zero_negative_float_bool_or_wrong_length(name, value, exc, tail):
+    assert_raises(exc, re.escape(f"`{name}` " + tail.format(name=name)), **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        (
+            {"strides": 2, "output_padding": -1},
+            ValueError,
+            "`output_padding` must be >= 0 in every spatial dimension; got output_padding=-1.",
+        ),
+        ({"strides": 2, "output_padding": [0, 0]}, ValueError, "(one per spatial dimension); got [0, 0] of length 2."),
+        (
+            {"strides": 2, "output_padding": 0.5},
+            TypeError,
+            "`output_padding` must be an int or a sequence of 1 ints; got 0.5 (type float).",
+        ),
+        (
+            {"strides": 2, "output_padding": True},
+            TypeError,
+            "`output_padding` must be an int or a sequence of 1 ints; got True (type bool).",
+        ),
+    ],
+)
+def test_output_padding_negative_wrong_length_or_type(kwargs, exc, match):
+    assert_raises(exc, re.escape(match), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "shown"),
+    [
+        ({"output_padding": 1}, "output_padding=(1,), strides=(1,), dilation_rate=(1,)."),
+        ({"strides": 2, "output_padding": 2}, "output_padding=(2,), strides=(2,), dilation_rate=(1,)."),
+        (
+            {"strides": 2, "dilation_rate": 3, "output_padding": 3},
+            "output_padding=(3,), strides=(2,), dilation_rate=(3,).",
+        ),
+        (
+            {"strides": 3, "padding": "same", "output_padding": [5]},
+            "output_padding=(5,), strides=(3,), dilation_rate=(1,).",
+        ),
+        ({"strides": 2, "padding": 1, "output_padding": 2}, "output_padding=(2,), strides=(2,), dilation_rate=(1,)."),
+    ],
+)
+def test_output_padding_not_smaller_than_stride_or_dilation(kwargs, shown):
+    rule = "`output_padding` must be smaller than `strides` or `dilation_rate` in every spatial dimension; got "
+    assert_raises(ValueError, re.escape(rule + shown), **kwargs)
+
+
+def test_output_padding_smaller_than_dilation_is_accepted():
+    """The boundary of the rule above: ``op < s or op < d`` (PyTorch's rule), checked for acceptance."""
+    y = jaxconvt.conv_transpose(X, K, strides=1, dilation_rate=3, output_padding=2)
+    assert y.shape == (1, 4 - 1 + 7 + 2, 1)
+
+
+def test_groups_not_dividing_the_input_channels():
+    x, k = np.ones((1, 4, 3), np.float32), np.ones((3, 1, 3), np.float32)
+    match = re.escape("`groups` must divide the input channels; got groups=2 and 3 input channels.")
+    assert_raises(ValueError, match, x, k, groups=2)
+    assert_raises(ValueError, match.replace("2", "4"), x, k, groups=4)
+
+
+@pytest.mark.parametrize(
+    ("groups", "exc", "match"),
+    [
+        (0, ValueError, "`groups` must be >= 1; got groups=0."),
+        (-1, ValueError, "`groups` must be >= 1; got groups=-1."),
+        (1.0, TypeError, "`groups` must be a positive int; got 1.0 (type float)."),
+        (True, TypeError, "`groups` must be a positive int; got True (type bool)."),
+        ("1", TypeError, "`groups` must be a positive int; got '1' (type str)."),
+        (None, TypeError, "`groups` must be a positive int; got None (type NoneType)."),
+    ],
+)
+def test_groups_below_one_or_not_an_int(groups, exc, match):
+    assert_raises(exc, re.escape(match), groups=groups)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "shown"),
+    [
+        (
+            {"strides": 2, "output_shape": (20,)},
+            "`output_shape` (20,) is not reachable: spatial dimension 0 can have any size from 9 to 10",
+        ),
+        (
+            {"strides": 2, "output_shape": [8]},
+            "`output_shape` (8,) is not reachable: spatial dimension 0 can have any size from 9 to 10",
+        ),
+        ({"strides": 2, "padding": "same", "output_shape": (9,)}, "spatial dimension 0 can have any size from 7 to 8"),
+        (
+            {"output_shape": (7,)},
+            "`output_shape` (7,) is not reachable: spatial dimension 0 can have any size from 6 to 6",
+        ),
+    ],
+)
+def test_output_shape_unreachable_names_the_reachable_range(kwargs, shown):
+    assert_raises(
+        ValueError, re.escape(shown) + r" with these inputs, strides, padding and dilation; got \d+\.", **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    ("output_shape", "exc", "match"),
+    [
+        (
+            (6, 6),
+            ValueError,
+            SHAPE_RULE + "(6, 6) of length 2.",
+        ),
+        ((-1,), ValueError, "`output_shape` sizes must be >= 0; got (-1,)."),
+        (
+            (2, 6, 1),
+            ValueError,
+            "`output_shape` (2, 6, 1) disagrees with the batch size 1 and output channels 1 the op produces.",
+        ),
+        (
+            (6.0,),
+            TypeError,
+            SHAPE_RULE + "(6.0,).",
+        ),
+        (
+            "6",
+            TypeError,
+            SHAPE_RULE + "'6' (type str).",
+        ),
+    ],
+)
+def test_output_shape_of_wrong_form(output_shape, exc, match):
+    assert_raises(exc, re.escape(match), output_shape=output_shape)
+
+
+def test_output_shape_together_with_output_padding():
+    match = "Give at most one of `output_padding` and `output_shape`; got output_padding=1 and output_shape=(10,)."
+    assert_raises(ValueError, re.escape(match), strides=2, output_padding=1, output_shape=(10,))
+    match = "Give at most one of `output_padding` and `output_shape`; got output_padding=0 and output_shape=[9]."
+    assert_raises(ValueError, re.escape(match), strides=2, output_padding=0, output_shape=[9])
+
+
+@pytest.mark.parametrize(
+    ("x", "k"),
+    [
+        (X, np.ones((0, 1, 2), np.float32)),
+        (np.ones((1, 4, 4, 2), np.float32), np.ones((2, 0, 1, 2), np.float32)),
+    ],
+)
+def test_kernel_with_a_zero_size_spatial_dimension(x, k):
+    match = rf"`kernel` spatial dimensions must all be >= 1; got kernel shape {re.escape(str(k.shape))}\."
+    assert_raises(ValueError, match, x, k)
+
+
+@pytest.mark.parametrize(
+    ("x", "k", "match"),
+    [
+        ("abc", K, r"`inputs` must be an array of floating-point or complex numbers; got 'abc'\."),
+        ([[["a"]]], K, r"`inputs` must be an array of floating-point or complex numbers; got \[\[\['a'\]\]\]\."),
+        (None, K, r"`inputs` must be an array of floating-point or complex numbers; got None\."),
+        (X, "abc", r"`kernel` must be an array of floating-point or complex numbers; got 'abc'\."),
+        (
+            np.array([[[object()]]], dtype=object),
+            K,
+            r"`inputs` must have a floating-point or complex dtype .*; got dtype object\.",
+        ),
+        (np.array([[["a", "b"]]]), K, r"`inputs` must have a floating-point or complex dtype .*; got dtype str32\."),
+        (
+            X,
+            np.full((3, 1, 2), None, dtype=object),
+            r"`kernel` must have a floating-point or complex dtype .*; got dtype object\.",
+        ),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Data type alias:DeprecationWarning")  # jax reads "a" as a dtype name first
+def test_non_numeric_inputs(x, k, match):
+    assert_raises(TypeError, match, x, k, shape_fn=False)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "uint8", "int64"])
+@pytest.mark.parametrize("which", ["inputs", "kernel"])
+def test_bool_and_integer_dtypes_are_rejected_naming_the_dtype(dtype, which):
+    x, k = (X.astype(dtype), K) if which == "inputs" else (X, K.astype(dtype))
+    name = np.dtype(dtype).name if dtype != "int64" else "int(32|64)"  # jit may truncate without x64
+    match = (
+        rf"`{which}` must have a floating-point or complex dtype \(float16, bfloat16, float32, float64, complex64, "
+        rf"complex128\); got dtype {name}\. Cast it first, e\.g\. `{which}\.astype\(jnp\.float32\)`\."
+    )
+    assert_raises(TypeError, match, x, k, shape_fn=False)
+
+
+@pytest.mark.parametrize(
+    ("data_format", "exc", "match"),
+    [
+        ("NHWC", ValueError, "`data_format` must be None, 'channels_last' or 'channels_first'; got 'NHWC'."),
+        (
+            "channels_middle",
+            ValueError,
+            "`data_format` must be None, 'channels_last' or 'channels_first'; got 'channels_middle'.",
+        ),
+        (1, TypeError, "`data_format` must be None, 'channels_last' or 'channels_first'; got 1 (type int)."),
+        (True, TypeError, "`data_format` must be None, 'channels_last' or 'channels_first'; got True (type bool)."),
+    ],
+)
+def test_bad_data_format(data_format, exc, match):
+    assert_raises(exc, re.escape(match), data_format=data_format)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        (
+            {"preferred_element_type": jnp.int32},
+            TypeError,
+            "`preferred_element_type` must be a floating-point or complex dtype; got int32.",
+        ),
+        (
+            {"preferred_element_type": "nope"},
+            TypeError,
+            "`preferred_element_type` must be None or a dtype; got 'nope'.",
+        ),
+        ({"algorithm": "fft"}, ValueError, "`algorithm` must be one of ('auto', 'dilate', 'pad', 'phase'); got 'fft'."),
+        (
+            {"precision": {}},
+            TypeError,
+            "`precision` must be None, a string, a lax.Precision or a pair of them; got {}.",
+        ),
+    ],
+)
+def test_bad_dtype_algorithm_or_precision_options(kwargs, exc, match):
+    assert_raises(exc, re.escape(match), shape_fn=False, **kwargs)
