@@ -292,6 +292,14 @@ def make_spec(
 
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"`algorithm` must be one of {ALGORITHMS}; got {algorithm!r}.")
+    if algorithm in ("dilate", "pad") and any(v > 1 for v in strides):
+        dilated = tuple(_padding.dilated_size(ksize[j], dilation[j]) for j in range(n))
+        if any(dilated[j] > spatial[j] for j in range(n)):
+            raise ValueError(
+                f"`algorithm={algorithm!r}` is refused when the dilated kernel {dilated} is larger than the input "
+                f"spatial shape {tuple(spatial)} in some dimension: XLA's simplifier can abort the whole process on "
+                "zero-inserted convolutions of that form. Use algorithm='auto' or 'phase' (same values)."
+            )
     if isinstance(precision, list):
         precision = tuple(precision)
     try:

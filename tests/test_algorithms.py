@@ -1,0 +1,269 @@
+"""Forward algorithms and their selection: every algorithm equals the reference; "auto"
+never emits zero insertion or strided convolutions in any slot; risky overrides are refused.
+
+The "dilate" and "pad" algorithms go through XLA's zero-insertion path, which can abort
+the process on configurations the spec refuses; the grid for them runs in a child
+process anyway, so a regression there fails this test instead of killing the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxconvt
+from jaxconvt import _lowering
+from jaxconvt._spec import make_spec
+from tests.reference import keras_crop, scatter_conv_transpose
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _random_config(rng, max_dims=3, min_size=1):
+    n = int(rng.integers(1, max_dims + 1))
+    sp = tuple(int(v) for v in rng.integers(min_size, min_size + 4, n))
+    ks = tuple(int(v) for v in rng.integers(1, 5, n))
+    s = tuple(int(v) for v in rng.integers(1, 4, n))
+    d = tuple(int(v) for v in rng.integers(1, 3, n))
+    groups = int(rng.choice([1, 2]))
+    op = tuple(int(rng.integers(0, max(a, b))) for a, b in zip(s, d)) if rng.random() < 0.5 else None
+    if rng.random() < 0.3:
+        padding = tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(n))
+        crops = tuple((lo, hi - (op[a] if op else 0)) for a, (lo, hi) in enumerate(padding))
+    else:
+        padding = str(rng.choice(["valid", "same"]))
+        crops = tuple(keras_crop(padding, ks[a], s[a], d[a], op[a] if op else None) for a in range(n))
+    return dict(sp=sp, ks=ks, s=s, d=d, groups=groups, op=op, padding=padding, crops=crops)
+
+
+def _operands(rng, cfg, dtype=np.float64):
+    x = rng.standard_normal((2, *cfg["sp"], 2 * cfg["groups"])).astype(dtype)
+    k = rng.standard_normal((*cfg["ks"], 3, 2 * cfg["groups"])).astype(dtype)
+    return x, k
+
+
+def _valid(cfg):
+    out = [
+        (i - 1) * s + (k - 1) * d + 1 - lo - hi
+        for i, k, s, d, (lo, hi) in zip(cfg["sp"], cfg["ks"], cfg["s"], cfg["d"], cfg["crops"])
+    ]
+    return all(o >= 0 for o in out)
+
+
+def test_choose_algorithm_rules():
+    strided, _ = make_spec((1, 5, 5, 2), (3, 3, 2, 2), strides=(1, 2))
+    unit, _ = make_spec((1, 5, 5, 2), (3, 3, 2, 2), strides=1, dilation_rate=2)
+    forced, _ = make_spec((1, 5, 5, 2), (3, 3, 2, 2), strides=2, algorithm="dilate")
+    assert _lowering.choose_algorithm(strided.kernel_size, strided) == "phase"
+    assert _lowering.choose_algorithm(unit.kernel_size, unit) == "pad"
+    assert _lowering.choose_algorithm(forced.kernel_size, forced) == "dilate"
+
+
+@pytest.mark.parametrize(
+    "kernel, strides, dilation, expected",
+    [
+        ((4, 4), (2, 2), (1, 1), 1.0),
+        ((3,), (2,), (1,), 4 / 3),
+        ((3, 3, 3), (2, 2, 2), (1, 1, 1), (4 / 3) ** 3),
+        ((16,), (8,), (1,), 1.0),
+        ((3,), (2,), (2,), 2.0),
+    ],
+)
+def test_phase_waste(kernel, strides, dilation, expected):
+    spec, _ = make_spec((1, *(8,) * len(kernel), 1), (*kernel, 1, 1), strides, dilation_rate=dilation)
+    assert _lowering.phase_waste(kernel, spec) == pytest.approx(expected)
+
+
+def _op(cfg, algorithm):
+    return lambda x, k: jaxconvt.conv_transpose(
+        x, k, cfg["s"], cfg["padding"], cfg["op"], None, cfg["d"], groups=cfg["groups"], algorithm=algorithm
+    )
+
+
+def _conv_windows(hlo: str):
+    """(stride, lhs_dilate) lists of every stablehlo.convolution in a lowered module."""
+    out = []
+    for line in hlo.splitlines():
+        if "stablehlo.convolution" not in line:
+            continue
+        stride = re.search(r"stride = \[([\d, ]*)\]", line)
+        lhs = re.search(r"lhs_dilate = \[([\d, ]*)\]", line)
+        parse = lambda m: [int(v) for v in m.group(1).split(",")] if m and m.group(1).strip() else []
+        out.append((parse(stride), parse(lhs)))
+    return out
+
+
+def _interior_pads(hlo: str):
+    return [
+        [int(v) for v in m.group(1).split(",")] for m in re.finditer(r"stablehlo.pad .*?interior = \[([\d, -]*)\]", hlo)
+    ]
+
+
+@pytest.mark.parametrize(
+    "ndim, kernel, strides, padding, output_padding, dilation, groups",
+    [
+        (2, 4, 2, "same", None, 1, 1),
+        (1, 16, 8, 4, None, 1, 2),
+        (3, 3, 2, 1, 1, 1, 1),
+        (2, 3, (2, 3), "valid", (1, 0), (1, 2), 2),
+    ],
+)
+def test_auto_lowers_every_slot_to_stride1_convolutions(
+    ndim, kernel, strides, padding, output_padding, dilation, groups
+):
+    """Forward, input/kernel gradients and second order: no zero insertion, no strided window."""
+    x = jnp.ones((2, *(5,) * ndim, 2 * groups))
+    k = jnp.ones(((kernel,) * ndim) + (3, 2 * groups))
+    f = lambda x, k: jaxconvt.conv_transpose(
+        x, k, strides, padding, output_padding, dilation_rate=dilation, groups=groups
+    )
+    ct = jnp.ones(f(x, k).shape)
+    loss = lambda x, k: jnp.sum(f(x, k) * ct)
+    grad2 = jax.grad(lambda x, k: jnp.sum(jax.grad(loss, argnums=(0, 1))(x, k)[1] ** 2), argnums=(0, 1))
+    for fn in (f, jax.grad(loss, argnums=(0, 1)), grad2):
+        hlo = jax.jit(fn).lower(x, k).as_text()
+        windows = _conv_windows(hlo)
+        assert windows, "expected convolutions in the lowered module"
+        for stride, lhs in windows:
+            assert set(stride) <= {1} and set(lhs) <= {1}, (stride, lhs)
+        for interior in _interior_pads(hlo):
+            assert set(interior) <= {0}, interior
+
+
+def test_dilate_really_dilates():
+    """The override is honoured: "dilate" emits lhs_dilate, "pad" an interior pad."""
+    x, k = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 2))
+    dil = jax.jit(lambda x, k: jaxconvt.conv_transpose(x, k, 2, algorithm="dilate")).lower(x, k).as_text()
+    assert any(lhs == [2, 2] for _, lhs in _conv_windows(dil))
+    pad = jax.jit(lambda x, k: jaxconvt.conv_transpose(x, k, 2, algorithm="pad")).lower(x, k).as_text()
+    assert any(interior[1:3] == [1, 1] for interior in _interior_pads(pad))
+
+
+@pytest.mark.parametrize("algorithm", ["dilate", "pad"])
+def test_risky_overrides_are_refused(algorithm):
+    # The configuration on which XLA:CPU (jax 0.10.2) aborted in our scan, and SEMANTICS.md's 2-D case.
+    with pytest.raises(ValueError, match=rf"algorithm='{algorithm}'.*larger than the input"):
+        jaxconvt.conv_transpose(jnp.ones((1, 2, 3, 3)), jnp.ones((4, 2, 2, 3)), (3, 2), "same", 0, algorithm=algorithm)
+    with pytest.raises(ValueError, match="larger than the input"):
+        jax.jit(lambda x, k: jaxconvt.conv_transpose(x, k, (2, 3), "same", (0, 2), algorithm=algorithm))(
+            jnp.ones((1, 5, 2, 3)), jnp.ones((2, 4, 2, 3))
+        )
+
+
+def test_unknown_algorithm():
+    with pytest.raises(ValueError, match=r"`algorithm` must be one of"):
+        jaxconvt.conv_transpose(jnp.ones((1, 3, 1)), jnp.ones((2, 1, 1)), algorithm="fft")
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_phase_and_auto_match_reference_with_gradients(seed):
+    """In process: values and the adjoint identity for input and kernel gradients."""
+    rng = np.random.default_rng(100 + seed)
+    checked = 0
+    with jax.enable_x64(True):
+        while checked < 12:
+            cfg = _random_config(rng)
+            if not _valid(cfg):
+                continue
+            x, k = _operands(rng, cfg)
+            ref = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+            # "auto" is "phase" for strided configurations; force "phase" on the stride-1 ones too.
+            for algorithm in ("auto",) if any(v > 1 for v in cfg["s"]) else ("auto", "phase"):
+                f = _op(cfg, algorithm)
+                y, vjp = jax.vjp(f, x, k)
+                np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, atol=1e-12)
+                ct = rng.standard_normal(ref.shape)
+                dx, dk = vjp(ct)
+                # dx[e] = <ct, f(e, k)>: compare against the reference on basis directions.
+                for flat in rng.choice(x.size, size=min(3, x.size), replace=False):
+                    e = np.zeros(x.size)
+                    e[flat] = 1.0
+                    want = np.sum(
+                        ct
+                        * scatter_conv_transpose(e.reshape(x.shape), k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+                    )
+                    assert abs(np.asarray(dx).reshape(-1)[flat] - want) < 1e-10
+                for flat in rng.choice(k.size, size=min(3, k.size), replace=False):
+                    e = np.zeros(k.size)
+                    e[flat] = 1.0
+                    want = np.sum(
+                        ct
+                        * scatter_conv_transpose(x, e.reshape(k.shape), cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+                    )
+                    assert abs(np.asarray(dk).reshape(-1)[flat] - want) < 1e-10
+            checked += 1
+
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import jaxconvt
+    cases = json.loads(sys.stdin.read())
+    worst = 0.0
+    refused = 0
+    for c in cases:
+        rng = np.random.default_rng(c["seed"])
+        x = rng.standard_normal(c["x"]); k = rng.standard_normal(c["k"])
+        f = lambda x, k: jaxconvt.conv_transpose(x, k, c["s"], c["padding"], c["op"], None, c["d"],
+                                                 groups=c["groups"], algorithm=c["algorithm"])
+        try:
+            y, vjp = jax.vjp(f, x, k)
+        except ValueError as err:
+            assert "larger than the input" in str(err), err
+            refused += 1
+            continue
+        g = lambda x, k: jaxconvt.conv_transpose(x, k, c["s"], c["padding"], c["op"], None, c["d"],
+                                                 groups=c["groups"], algorithm="phase")
+        ref, vjp_ref = jax.vjp(g, x, k)
+        ct = rng.standard_normal(y.shape)
+        dx, dk = vjp(ct)
+        rx, rk = vjp_ref(ct)
+        worst = max(worst, float(np.abs(y - ref).max(initial=0)), float(np.abs(dx - rx).max(initial=0)),
+                    float(np.abs(dk - rk).max(initial=0)))
+    print("RESULT " + json.dumps({"worst": worst, "refused": refused, "count": len(cases)}))
+    """
+)
+
+
+def test_dilate_and_pad_match_phase_in_child_process():
+    rng = np.random.default_rng(7)
+    cases = []
+    while len(cases) < 32:
+        cfg = _random_config(rng, min_size=4)
+        dilated = [(k - 1) * d + 1 for k, d in zip(cfg["ks"], cfg["d"])]
+        risky = any(v > 1 for v in cfg["s"]) and any(e > i for e, i in zip(dilated, cfg["sp"]))
+        if not _valid(cfg) or risky:  # risky ones are refused: test_risky_overrides_are_refused
+            continue
+        for algorithm in ("dilate", "pad"):
+            cases.append(
+                dict(
+                    seed=len(cases),
+                    x=[2, *cfg["sp"], 2 * cfg["groups"]],
+                    k=[*cfg["ks"], 3, 2 * cfg["groups"]],
+                    s=list(cfg["s"]),
+                    d=list(cfg["d"]),
+                    op=None if cfg["op"] is None else list(cfg["op"]),
+                    padding=cfg["padding"] if isinstance(cfg["padding"], str) else [list(p) for p in cfg["padding"]],
+                    groups=cfg["groups"],
+                    algorithm=algorithm,
+                )
+            )
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD], input=json.dumps(cases), capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result["count"] == len(cases)
+    assert result["refused"] == 0
+    assert result["worst"] < 1e-10
