@@ -136,7 +136,7 @@ def test_too_slow_call_is_timed_once_and_marked():
         return _bench._Runner(call, lambda out: out)
 
     runners = {"slow": make("slow", 0.03), "fast": make("fast", 0.0)}
-    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, max_call_s=0.01)
+    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.01)
     _bench._time_interleaved(runners, settings)
     slow, fast = runners["slow"], runners["fast"]
     assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.03 and calls["slow"] == 1
