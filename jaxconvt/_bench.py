@@ -75,9 +75,9 @@ class Settings:
       min_repeats: fewest timed runs per stage.
       budget_s: stop timing a stage after this many seconds once ``min_repeats`` ran.
       warmup: untimed runs before timing.
-      single_call_s: a warm-up call slower than this is the only run timed (``runs`` = 0).
-      max_call_s: after a call slower than this, that implementation's remaining stages of
-        the workload are skipped.
+      single_call_s: a first timed run slower than this is the only one (``runs`` = 1).
+      max_call_s: a warm-up call slower than this is kept as the only time (``runs`` = 0)
+        and that implementation's remaining stages of the workload are skipped.
       seed: seed of the random operands.
     """
 
@@ -202,7 +202,7 @@ def _time_interleaved(runners: dict[str, _Runner], settings: Settings) -> None:
 
     Interleaving makes the implementations share whatever load the machine has. A runner
     stops after ``repeats`` runs, or after ``min_repeats`` runs once it spent ``budget_s``.
-    A warm-up call slower than ``single_call_s`` is kept as the only (``too_slow``) time.
+    A warm-up call slower than ``max_call_s`` is kept as the only (``too_slow``) time.
     """
     active = []
     for runner in runners.values():
@@ -211,7 +211,7 @@ def _time_interleaved(runners: dict[str, _Runner], settings: Settings) -> None:
                 t0 = time.perf_counter()
                 runner.out = runner.sync(runner.call())
                 elapsed = time.perf_counter() - t0
-                if elapsed > settings.single_call_s:
+                if elapsed > settings.max_call_s:
                     runner.times, runner.too_slow = [elapsed], True
                     break
         except Exception as err:  # noqa: BLE001 - e.g. a dtype torch lacks on CPU; recorded
@@ -226,8 +226,10 @@ def _time_interleaved(runners: dict[str, _Runner], settings: Settings) -> None:
             elapsed = time.perf_counter() - t0
             runner.times.append(elapsed)
             runner.spent += elapsed
-            done = len(runner.times) >= max(settings.repeats, 1) or (
-                len(runner.times) >= settings.min_repeats and runner.spent > settings.budget_s
+            done = (
+                len(runner.times) >= max(settings.repeats, 1)
+                or (len(runner.times) >= settings.min_repeats and runner.spent > settings.budget_s)
+                or elapsed > settings.single_call_s
             )
             if done:
                 active.remove(runner)
@@ -588,7 +590,7 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
             result["ms"][stage] = statistics.median(runner.times) * 1e3
             result["min_ms"][stage] = min(runner.times) * 1e3
             result["runs"][stage] = 0 if runner.too_slow else len(runner.times)
-            if runner.too_slow and runner.times[0] > settings.max_call_s:
+            if runner.too_slow:
                 reason = (
                     f"skipped: its {STAGE_LABELS[stage]} call took {runner.times[0]:.0f} s "
                     f"(more than max_call_s = {settings.max_call_s:g} s)"
@@ -838,7 +840,7 @@ def _notes(report: dict) -> list[str]:
                 out.append(f"{head} {stages}: {reason}")
             for stage in STAGES:
                 if res["runs"][stage] == 0:
-                    out.append(f"{head} {STAGE_LABELS[stage]} (*): one call, slower than single_call_s; not repeated")
+                    out.append(f"{head} {STAGE_LABELS[stage]} (*): only the warm-up call, slower than max_call_s")
     return out
 
 

@@ -135,11 +135,15 @@ def test_too_slow_call_is_timed_once_and_marked():
 
         return _bench._Runner(call, lambda out: out)
 
-    runners = {"slow": make("slow", 0.03), "fast": make("fast", 0.0)}
-    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.01)
+    calls["medium"] = 0
+    runners = {"slow": make("slow", 0.4), "medium": make("medium", 0.15), "fast": make("fast", 0.0)}
+    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.1, max_call_s=0.3)
     _bench._time_interleaved(runners, settings)
-    slow, fast = runners["slow"], runners["fast"]
-    assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.03 and calls["slow"] == 1
+    slow, medium, fast = runners["slow"], runners["medium"], runners["fast"]
+    # Slower than max_call_s: the warm-up call is the only time.
+    assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.4 and calls["slow"] == 1
+    # Slower than single_call_s: one timed run after the warm-up.
+    assert not medium.too_slow and len(medium.times) == 1 and calls["medium"] == 2
     assert not fast.too_slow and len(fast.times) == 4 and calls["fast"] == 5
     result = _bench._empty_result()
     result["ms"]["dk"], result["runs"]["dk"] = 1234.5, 0
