@@ -73,6 +73,8 @@ def _ints(value: Any, length: int, name: str, default: int, minimum: int) -> tup
 
 
 def _auto_pad(auto_pad: Any) -> str:
+    if auto_pad is None:  # attribute absent
+        return "NOTSET"
     if isinstance(auto_pad, bytes):  # onnx.helper.get_attribute_value gives bytes for strings
         auto_pad = auto_pad.decode()
     if not isinstance(auto_pad, str):
@@ -86,7 +88,7 @@ def conv_transpose_crops(
     input_spatial: Sequence[int],
     kernel_spatial: Sequence[int],
     *,
-    auto_pad: str | bytes = "NOTSET",
+    auto_pad: str | bytes | None = "NOTSET",
     dilations: Sequence[int] | None = None,
     output_padding: Sequence[int] | None = None,
     output_shape: Sequence[int] | None = None,
@@ -166,7 +168,7 @@ def conv_transpose(
     W,
     B=None,
     *,
-    auto_pad: str | bytes = "NOTSET",
+    auto_pad: str | bytes | None = "NOTSET",
     dilations: Sequence[int] | None = None,
     group: int = 1,
     kernel_shape: Sequence[int] | None = None,
@@ -183,7 +185,8 @@ def conv_transpose(
       B: optional bias ``(M,)``.
       auto_pad: ``"NOTSET"`` (default: use ``pads``), ``"VALID"`` (no crop),
         ``"SAME_UPPER"`` or ``"SAME_LOWER"`` (output ``in * strides``; an odd crop goes to the
-        end for SAME_UPPER, to the beginning for SAME_LOWER). A str or bytes.
+        end for SAME_UPPER, to the beginning for SAME_LOWER). A str or bytes; ``None`` (like
+        every other attribute here) means absent, i.e. NOTSET.
       dilations: ints >= 1 per spatial dimension (default 1).
       group: number of groups; ``C`` must be divisible by it.
       kernel_shape: optional; must equal ``W.shape[2:]``.
