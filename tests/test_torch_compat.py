@@ -33,8 +33,8 @@ TORCH_MODULE = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d, 3: tor
 ARG_NAMES = ("stride", "padding", "output_padding", "groups", "dilation")
 
 N_GRID = 520  # random configurations compared with torch (values or refusals)
-N_GRAD = 36  # random configurations whose gradients are compared with torch autograd
-N_OUTPUT_SIZE = 24  # random configurations for the output_size extra
+N_GRAD = 28  # random configurations whose gradients are compared with torch autograd
+N_OUTPUT_SIZE = 18  # random configurations for the output_size extra
 
 
 def _form(rng, values):
