@@ -17,12 +17,16 @@ the output, the odd element going to the beginning for SAME_UPPER and to the end
 Notes on other implementations (checked with onnx 1.23):
 
 * ``onnx.reference.ReferenceEvaluator`` follows these formulas for SAME_UPPER / SAME_LOWER.
-  With ``auto_pad`` NOTSET or VALID and ``output_shape`` it instead keeps ``pads`` (or 0) and
-  crops / zero-extends only at the end (raising when that is inconsistent); this module follows
-  the operator specification there (the two agree when ``|total| <= 1``; see
-  https://github.com/onnx/onnx/issues/4527 for the ambiguity).
-* The reference evaluator is wrong for ``group > 1`` unless every group has exactly one input
-  and one output channel; this module computes every group (checked per group against it).
+  With ``auto_pad`` NOTSET or VALID and ``output_shape`` it instead keeps ``pads`` (or 0) as the
+  beginning crop and fills the target size from there: with no ``pads`` it agrees with the
+  formula when ``total`` is 0 or -1, puts all the zeros at the end for totals from
+  ``-(strides - 1)`` to -2, and raises otherwise. This module follows the operator
+  specification (the formula) there; see
+  https://github.com/onnx/onnx/issues/4527 for the ambiguity.
+* The reference evaluator raises for ``group > 1`` unless every group has exactly one input and
+  one output channel; this module computes every group (checked per group against it).
+* The reference evaluator also raises for ``output_padding >= strides``, which the operator
+  allows when ``output_padding < dilations`` (as PyTorch does); this module computes it.
 
 The crops go to jaxconvt's explicit per-side padding; the parts of a negative crop (zero
 extension) are added afterwards with ``lax.pad``, so the result is exact and differentiable
