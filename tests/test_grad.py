@@ -256,13 +256,13 @@ def _lax_oracle_child(in_path: str, out_path: str) -> None:
         cfg = Cfg.from_json(text)
         x, k = data[f"x{i}"], data[f"k{i}"]
         f = lambda x, k, cfg=cfg: lax_conv_transpose(x, k, cfg)
-        y, vjp = jax.vjp(f, x, k)
-        results[f"y{i}"] = y
-        results[f"dx{i}"], results[f"dk{i}"] = vjp(data[f"ct{i}"])
-        results[f"jvp{i}"] = jax.jvp(f, (x, k), (data[f"tx{i}"], data[f"tk{i}"]))[1]
+        vjp = jax.jit(lambda x, k, ct, f=f: (f(x, k), *jax.vjp(f, x, k)[1](ct)))
+        results[f"y{i}"], results[f"dx{i}"], results[f"dk{i}"] = vjp(x, k, data[f"ct{i}"])
+        jvp = jax.jit(lambda x, k, tx, tk, f=f: jax.jvp(f, (x, k), (tx, tk))[1])
+        results[f"jvp{i}"] = jvp(x, k, data[f"tx{i}"], data[f"tk{i}"])
         if f"hess{i}" in data:
             loss = lambda x, k, f=f: 0.5 * jnp.sum(f(x, k) ** 2)
-            hess = jax.hessian(loss, argnums=(0, 1))(x, k)
+            hess = jax.jit(jax.hessian(loss, argnums=(0, 1)))(x, k)
             for a in range(2):
                 for b in range(2):
                     results[f"h{a}{b}_{i}"] = hess[a][b]
