@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.interpreters import ad, batching, mlir
+from jax.sharding import PartitionSpec
 
 try:  # jax >= 0.4.36
     from jax.extend.core import Primitive
@@ -52,15 +53,42 @@ def _out_shape(a_shape, b_shape, spec: ConvSpec, slot: str) -> tuple[int, ...]:
     return (*spec.kernel_size, b_shape[-1] // g, a_shape[-1])
 
 
+def _result_spec(a, slot: str, ndim: int):
+    """Sharding-in-types: a data result keeps the data operand's batch sharding, the rest is replicated."""
+    spec = tuple(getattr(a.sharding, "spec", ()))
+    lead = spec[0] if slot in ("y", "x") and spec else None
+    return PartitionSpec(lead, *([None] * (ndim - 1)))
+
+
 def _abstract_eval(a, b, *, spec, slot, out_dtype):
-    return jax.core.ShapedArray(_out_shape(a.shape, b.shape, spec, slot), out_dtype)
+    shape = _out_shape(a.shape, b.shape, spec, slot)
+    sharding = getattr(a, "sharding", None)
+    if sharding is None or not hasattr(sharding, "update"):  # jax without sharding in types
+        return jax.core.ShapedArray(shape, out_dtype)
+    return jax.core.ShapedArray(shape, out_dtype, sharding=sharding.update(spec=_result_spec(a, slot, len(shape))))
+
+
+def _uses_explicit_axes(*arrays) -> bool:
+    if not hasattr(jax, "typeof") or not hasattr(jax.sharding, "auto_axes"):
+        return False
+    for arr in arrays:
+        spec = getattr(getattr(jax.typeof(arr), "sharding", None), "spec", ())
+        if any(p is not None for p in spec):
+            return True
+    return False
 
 
 def _impl(a, b, *, spec, slot, out_dtype):
     shape = _out_shape(a.shape, b.shape, spec, slot)
     if math.prod(shape) == 0 or a.size == 0 or b.size == 0:
         return jnp.zeros(shape, out_dtype)
-    return _IMPLS[slot](a, b, spec, out_dtype)
+    fn = functools.partial(_IMPLS[slot], spec=spec, out_dtype=out_dtype)
+    if _uses_explicit_axes(a, b):
+        # Explicitly sharded operands: let the partitioner place the reshapes and transposes
+        # of the lowering, and hand back the sharding the abstract evaluation promised.
+        out_spec = _result_spec(jax.typeof(a), slot, len(shape))
+        return jax.sharding.auto_axes(fn, out_sharding=out_spec)(a, b)
+    return fn(a, b)
 
 
 conv_transpose_p.def_abstract_eval(_abstract_eval)
