@@ -619,6 +619,29 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
     return record
 
 
+def _git_revision() -> str | None:
+    """The jaxconvt checkout's commit (with "+dirty" for uncommitted changes), if it is one."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "jaxconvt"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def _load_average() -> float | None:
     """The 1-minute load average (other processes competing for the cores), if known."""
     try:
@@ -657,6 +680,7 @@ def machine_info() -> dict:
         "torch_device": None,
         "torch_threads": None,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git": _git_revision(),
         "load_avg_start": _load_average(),
         "load_avg_end": None,
     }
@@ -822,7 +846,7 @@ def _machine_line(m: dict) -> str:
     torch_part = f", torch {m['torch']} on {m['torch_device']} ({m['torch_threads']} threads)" if m["torch"] else ""
     return (
         f"{m['platform']} ({m['device_kind']}), CPU {m['cpu_model']} x {m['cpu_count']} cores; "
-        f"jax {m['jax']}, jaxlib {m['jaxlib']}{torch_part}; {m['date']}; "
+        f"jax {m['jax']}, jaxlib {m['jaxlib']}{torch_part}; jaxconvt {m.get('git') or m['jaxconvt']}; {m['date']}; "
         f"load average {m['load_avg_start']} at start, {m['load_avg_end']} at end"
     )
 
@@ -1011,6 +1035,8 @@ def _parse_list(value: str | None) -> list[str] | None:
 
 def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     """Runs the ``bench`` subcommand; returns the exit status."""
+    # On a GPU, leave room for torch beside JAX (read when JAX's backend starts, just below).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.45")
     sizes = args.sizes
     if sizes == "auto":
         sizes = "gpu" if jax.default_backend() == "gpu" else "cpu"
