@@ -24,6 +24,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -391,6 +392,16 @@ def test_second_order_stays_in_the_primitive(cfg):
         assert "conv_general_dilated" not in counts, counts
 
 
+def test_third_order(x64):
+    """Third derivatives of a nonlinear loss: finite differences, and still only the primitive."""
+    cfg = GRID[0]
+    x, k, _ = operands(cfg, seed=1)
+    loss = lambda x, k: jnp.sum(jnp.sin(op(cfg)(x, k)))
+    check_grads(loss, (x, k), order=3, modes=("fwd", "rev"))
+    counts = primitive_counts(jax.jacfwd(jax.hessian(loss)), x, k)
+    assert counts[PRIMITIVE] >= 4 and "conv_general_dilated" not in counts, counts
+
+
 def test_grad_under_jit_equals_eager(x64):
     cfg = GRID[3]
     x, k, _ = operands(cfg)
@@ -419,6 +430,27 @@ def test_complex_vjp_is_the_plain_transpose(x64):
     dx, dk = vjp(ct)
     assert y.dtype == dx.dtype == dk.dtype == jnp.complex128
     np.testing.assert_allclose(np.ravel(dx), dense_x(k, cfg).T @ ct.ravel(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.ravel(dk), dense_k(x, cfg).T @ ct.ravel(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=DeprecationWarning,
+    reason="core bug: the x/k slots cast a complex result to a real primal dtype with astype "
+    "(DeprecationWarning in jax 0.10.2, an error in later jax); jnp.real first would fix it",
+)
+def test_mixed_real_and_complex_operands(x64):
+    """Real input, complex kernel: dx is the real part of the complex transpose, as when the
+    input is promoted to complex first (JAX's convention for real primals)."""
+    cfg = GRID[3]
+    rng = np.random.default_rng(8)
+    x, k, ct = operands(cfg)
+    k, ct = k + 1j * rng.standard_normal(k.shape), ct + 1j * rng.standard_normal(ct.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        dx, dk = jax.vjp(op(cfg), x, k)[1](ct)
+    assert dx.dtype == jnp.float64 and dk.dtype == jnp.complex128
+    np.testing.assert_allclose(np.ravel(dx), (dense_x(k, cfg).T @ ct.ravel()).real, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.ravel(dk), dense_k(x, cfg).T @ ct.ravel(), rtol=1e-12, atol=1e-12)
 
 
