@@ -179,6 +179,24 @@ def _():
     return all(ok for ok, _ in results), "; ".join(d for _, d in results)
 
 
+@check("explicit_axes_mesh")
+def _():
+    """A mesh with Explicit axis types (sharding in the types): forward and gradients."""
+    if not hasattr(jax.sharding, "AxisType") or not hasattr(jax, "set_mesh"):
+        return True, "skipped: this jax has no explicit-axes meshes"
+    mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    x, k = operands((16, 7, 4), (3, 4, 4), 7)
+    f = lambda x, k: jaxconvt.conv_transpose(x, k, 2, "same")
+    loss = lambda x, k: jnp.sum(jnp.tanh(f(x, k)))
+    with jax.set_mesh(mesh):
+        xs, ks = jax.device_put(x, P("data")), jax.device_put(k, P())
+        y = jax.jit(f)(xs, ks)
+        dx, dk = jax.jit(jax.grad(loss, argnums=(0, 1)))(xs, ks)
+    ex, ek = jax.grad(loss, argnums=(0, 1))(x, k)
+    ok = close(y, f(x, k)) and close(dx, ex) and close(dk, ek) and same_sharding(y, mesh, P("data"))
+    return ok, f"y={y.sharding.spec} dx={dx.sharding.spec} dk={dk.sharding.spec}"
+
+
 def shard_map(f, in_specs, out_specs, check=True):
     return _shard_map(f, mesh=DATA, in_specs=in_specs, out_specs=out_specs, **{_CHECK_KW: check})
 
