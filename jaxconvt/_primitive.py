@@ -18,6 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import PartitionSpec
 
@@ -39,7 +40,34 @@ _OPERANDS = {"y": ("x", "k"), "x": ("y", "k"), "k": ("x", "y")}
 
 
 def bind(a, b, *, spec: ConvSpec, slot: str, out_dtype):
+    a, b = _match_varying_axes(a, b)
     return conv_transpose_p.bind(a, b, spec=spec, slot=slot, out_dtype=np.dtype(out_dtype))
+
+
+def _varying_axes(x) -> frozenset:
+    """Manual mesh axes ``x`` varies over inside ``shard_map`` (empty outside, or on old jax)."""
+    if not hasattr(jax, "typeof"):
+        return frozenset()
+    aval = jax.typeof(x)
+    mat = getattr(aval, "mat", None)
+    if mat is not None:
+        return frozenset(mat.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def _match_varying_axes(a, b):
+    """Inside ``shard_map(check_vma=True)``: mark both operands varying over the same axes, as
+    lax does for its own binary ops. Transposing that cast is a ``psum``, so the gradient of a
+    replicated kernel comes back replicated (summed over the devices)."""
+    va, vb = _varying_axes(a), _varying_axes(b)
+    if va == vb:
+        return a, b
+    cast = (lambda x, names: lax.pcast(x, names, to="varying")) if hasattr(lax, "pcast") else lax.pvary
+    if va - vb:
+        b = cast(b, tuple(sorted(va - vb)))
+    if vb - va:
+        a = cast(a, tuple(sorted(vb - va)))
+    return a, b
 
 
 def _out_shape(a_shape, b_shape, spec: ConvSpec, slot: str) -> tuple[int, ...]:
@@ -62,10 +90,12 @@ def _result_spec(a, slot: str, ndim: int):
 
 def _abstract_eval(a, b, *, spec, slot, out_dtype):
     shape = _out_shape(a.shape, b.shape, spec, slot)
+    # ``update`` keeps the operand's manual-axes (shard_map) type, equal for both operands.
     sharding = getattr(a, "sharding", None)
     if sharding is None or not hasattr(sharding, "update"):  # jax without sharding in types
-        return jax.core.ShapedArray(shape, out_dtype)
-    return jax.core.ShapedArray(shape, out_dtype, sharding=sharding.update(spec=_result_spec(a, slot, len(shape))))
+        return a.update(shape=shape, dtype=np.dtype(out_dtype), weak_type=False)
+    sharding = sharding.update(spec=_result_spec(a, slot, len(shape)))
+    return a.update(shape=shape, dtype=np.dtype(out_dtype), weak_type=False, sharding=sharding)
 
 
 def _uses_explicit_axes(*arrays) -> bool:
@@ -157,6 +187,10 @@ def _batch_rule(args, dims, *, spec, slot, out_dtype):
     kinds = _OPERANDS[slot]
     not_mapped = None  # batching.not_mapped
     size = a.shape[da] if da is not not_mapped else b.shape[db]
+    if size == 0:  # nothing to compute; the result has the per-example shape behind an empty axis
+        a_shape = tuple(v for i, v in enumerate(a.shape) if i != da)
+        b_shape = tuple(v for i, v in enumerate(b.shape) if i != db)
+        return jnp.zeros((0, *_out_shape(a_shape, b_shape, spec, slot)), out_dtype), 0
     if kinds[1] == "k" and db is not_mapped:
         # Shared kernel: fold the vmapped axis into the batch axis N.
         a = jnp.moveaxis(a, da, 0)
