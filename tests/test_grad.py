@@ -433,15 +433,10 @@ def test_complex_vjp_is_the_plain_transpose(x64):
     np.testing.assert_allclose(np.ravel(dk), dense_k(x, cfg).T @ ct.ravel(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DeprecationWarning,
-    reason="core bug: the x/k slots cast a complex result to a real primal dtype with astype "
-    "(DeprecationWarning in jax 0.10.2, an error in later jax); jnp.real first would fix it",
-)
 def test_mixed_real_and_complex_operands(x64):
     """Real input, complex kernel: dx is the real part of the complex transpose, as when the
-    input is promoted to complex first (JAX's convention for real primals)."""
+    input is promoted to complex first (JAX's convention for real primals), with no
+    complex-to-real cast warning (a regression test: it once used ``astype``)."""
     cfg = GRID[3]
     rng = np.random.default_rng(8)
     x, k, ct = operands(cfg)

@@ -8,7 +8,9 @@
 * an output-channel ("model") sharded kernel on a 4x2 mesh gives single-device results;
 * per-example kernels sharded with the batch; ``shard_map`` forward and gradients.
 
-The expected failures are known gaps, each strict so that a fix shows up as XPASS.
+The expected failure is a known gap, strict so that a fix shows up as XPASS. The two
+shard_map checks with ``check_vma=True`` are regression tests for a fixed core bug (the
+primitive's type once dropped the varying manual axes).
 """
 
 from __future__ import annotations
@@ -29,14 +31,6 @@ KNOWN_GAPS = {
     "forward_grouped_batch_sharded_no_collectives": (
         "XLA's SPMD partitioner all-gathers a batch-sharded operand of a grouped convolution "
         "(feature_group_count > 1, not depthwise); plain lax.conv_general_dilated does the same"
-    ),
-    "shard_map_grad_checked": (
-        "core bug: the primitive's abstract eval drops the varying-manual-axes type, so "
-        "grad inside shard_map(check_vma=True) fails with 'Expected cotangent type ...{V:data}'"
-    ),
-    "shard_map_rejects_unreplicated_out_specs": (
-        "core bug: the primitive's result is typed as not varying over manual axes, so "
-        "shard_map accepts out_specs=P() for a device-varying result and returns one shard"
     ),
 }
 CHECK_NAMES = [name for name, _ in _sharding_worker.CHECKS]

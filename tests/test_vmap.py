@@ -204,14 +204,12 @@ def test_vmap_with_empty_inner_batch():
     assert jax.vmap(f, in_axes=(0, None))(x, k[0]).shape == (B, 0, 8, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ZeroDivisionError,
-    reason="core bug: _primitive._batch_rule divides by the vmapped axis size (size 0 -> ZeroDivisionError)",
-)
 @pytest.mark.parametrize("in_axes", [(0, None), (0, 0)], ids=str)
 def test_vmap_over_an_empty_axis(in_axes):
+    """Regression: the batching rule once divided by the vmapped size (ZeroDivisionError)."""
     x = jnp.ones((0, 2, 4, 2))
     k = jnp.ones((0, 3, 2, 2)) if in_axes[1] == 0 else jnp.ones((3, 2, 2))
     f = lambda x, k: jaxconvt.conv_transpose(x, k, 2, "same")
     assert jax.vmap(f, in_axes=in_axes)(x, k).shape == (0, 2, 8, 2)
+    grads = jax.vmap(jax.grad(lambda x, k: jnp.sum(f(x, k) ** 2), argnums=(0, 1)), in_axes=in_axes)(x, k)
+    assert [g.shape for g in grads] == [x.shape, (0, *k.shape[-3:])]
