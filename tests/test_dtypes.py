@@ -65,7 +65,7 @@ def _run_all(cfgs, pairs, **options):
     def fn(args):
         return [jaxconvt.conv_transpose(x, k, **conv_kwargs(c), **options) for c, (x, k) in zip(cfgs, args)]
 
-    return jax.jit(fn)([(jnp.asarray(x), jnp.asarray(k)) for x, k in pairs])
+    return jax.jit(fn)(list(pairs))
 
 
 def _check_dtype(name, seed):
