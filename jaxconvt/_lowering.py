@@ -158,9 +158,9 @@ class _PhasePlan:
     In phase form the op is ``y = D2S(conv(x, Kc))``: a stride-1, undilated convolution
     of the input with a combined kernel ``Kc = scatter(K)`` whose output channels hold all
     ``prod(strides)`` phases, followed by a depth-to-space interleave and a crop (``D2S``).
-    The stride-1 convolution is the "x" slot of ``inner``, a stride-1 spec, so the input
-    and kernel gradients are ``inner``'s other two slots composed with the exact adjoints
-    of ``D2S`` (``S2D``) and of the scatter (a gather).
+    The stride-1 convolution is the "x" slot of ``inner``, a stride-1 spec whose crops are
+    the convolution's padding; the phase-form kernel gradient uses the exact adjoints of
+    ``D2S`` (``S2D``) and of the scatter (a gather).
     """
 
     n: int
