@@ -181,7 +181,6 @@ EMPTY_CASES = {
     "zero input channels": ((2, 3, 0), (2, 2, 0), {"strides": 2}, (2, 6, 2)),
     "zero input channels, groups": ((1, 3, 0), (2, 1, 0), {"strides": 2, "groups": 2}, (1, 6, 2)),
     "zero output channels": ((2, 3, 2), (2, 0, 2), {"strides": 2}, (2, 6, 0)),
-    "zero spatial input": ((1, 0, 2), (3, 1, 2), {}, (1, 2, 1)),
 }
 
 

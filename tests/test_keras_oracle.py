@@ -72,6 +72,7 @@ def _within(y, ref, bound):
     return y.shape == ref.shape and bool(np.all(np.abs(y - ref) <= bound))
 
 
+@pytest.mark.slow
 def test_keras_agrees_with_jaxconvt(keras_run):
     configs, outputs, aborted, children, ours = keras_run
     assert set(outputs) | set(aborted) == set(range(len(configs)))
@@ -88,6 +89,7 @@ def test_keras_agrees_with_jaxconvt(keras_run):
     assert not failures, f"{len(failures)} of {len(outputs)} disagree:\n" + "\n".join(failures[:10])
 
 
+@pytest.mark.slow
 def test_every_keras_config_matches_the_reference(keras_run):
     """Including the configurations on which Keras aborted."""
     configs, _, aborted, _, ours = keras_run

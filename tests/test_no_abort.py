@@ -14,10 +14,11 @@ from __future__ import annotations
 import concurrent.futures
 
 import numpy as np
+import pytest
 
 from tests._keras_worker import SEMANTICS_KERAS_ABORTS, random_config, run_configs
 
-COUNT = 800
+COUNT = 700
 CHILDREN = 2
 GROUP = 25
 # (max input size, max kernel size, max stride, max dilation) per spatial rank.
@@ -34,6 +35,7 @@ def no_abort_configs():
     return configs
 
 
+@pytest.mark.slow
 def test_no_accepted_input_aborts_the_process(tmp_path):
     configs = no_abort_configs()
     shares = [configs[i::CHILDREN] for i in range(CHILDREN)]

@@ -71,6 +71,7 @@ def check_config(cfg, x, k, y, rtol):
     return problems
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype_name", "chunk"), CASES)
 def test_random_grid_against_reference(dtype_name, chunk):
     chunks, count, rtol = PLANS[dtype_name]
