@@ -42,6 +42,13 @@ def _out_dtype(inputs, kernel, preferred_element_type):
         raise TypeError(f"`preferred_element_type` must be None or a dtype; got {preferred_element_type!r}.") from err
     if not jnp.issubdtype(dtype, jnp.inexact):
         raise TypeError(f"`preferred_element_type` must be a floating-point or complex dtype; got {dtype.name}.")
+    operands = jnp.result_type(inputs.dtype, kernel.dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating) != jnp.issubdtype(operands, jnp.complexfloating):
+        raise TypeError(
+            "`preferred_element_type` must be complex exactly when the operands are (it sets the "
+            f"accumulation and output precision, not the kind); got {dtype.name} for operands of dtype "
+            f"{np.dtype(operands).name}."
+        )
     return dtype
 
 

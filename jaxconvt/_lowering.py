@@ -133,21 +133,16 @@ def _y_pad(x, kernel, spec: ConvSpec, out_dtype):
     )
 
 
-def _phase_geometry(k: int, s: int, d: int):
-    """Per dimension: window ``w`` and, for every tap ``j``, its (window tap, phase)."""
-    m = [(j * d) // s for j in range(k)]
-    w = m[-1] + 1
-    taps = np.array([w - 1 - mj for mj in m])
-    phases = np.array([(j * d) % s for j in range(k)])
-    return w, taps, phases
+def _phase_window(k: int, s: int, d: int) -> int:
+    """Common window of the phase form: taps ``j`` sit at input shift ``(j * d) // s``."""
+    return (k - 1) * d // s + 1
 
 
 def phase_waste(kernel_spatial, spec: ConvSpec) -> float:
     """Multiply-adds of the phase algorithm divided by the useful ones (>= 1)."""
     ratio = 1.0
     for k, s, d in zip(kernel_spatial, spec.strides, spec.dilation):
-        w, _, _ = _phase_geometry(k, s, d)
-        ratio *= w * s / k
+        ratio *= _phase_window(k, s, d) * s / k
     return ratio
 
 
@@ -168,8 +163,7 @@ class _PhasePlan:
     groups: int
     window: tuple[int, ...]
     kernel_size: tuple[int, ...]
-    taps: tuple[tuple[int, ...], ...]
-    phases: tuple[tuple[int, ...], ...]
+    dilation: tuple[int, ...]
     lengths: tuple[int, ...]  # output spatial shape
     starts: tuple[int, ...]  # crop offset inside the interleaved phase output
     inner: ConvSpec
@@ -178,10 +172,10 @@ class _PhasePlan:
 @functools.lru_cache(maxsize=512)
 def _phase_plan(spec: ConvSpec, input_spatial: tuple[int, ...]) -> _PhasePlan:
     n = spec.ndim
-    window, taps, phases, pads, lengths, starts = [], [], [], [], [], []
+    window, pads, lengths, starts = [], [], [], []
     for a in range(n):
         k, s, d = spec.kernel_size[a], spec.strides[a], spec.dilation[a]
-        w, t, r = _phase_geometry(k, s, d)
+        w = _phase_window(k, s, d)
         lo, hi = spec.crops[a]
         length = _padding.output_size(input_spatial[a], k, s, d, (lo, hi))
         q0 = lo // s  # first phase-output row needed (floor; lo may be negative)
@@ -189,8 +183,6 @@ def _phase_plan(spec: ConvSpec, input_spatial: tuple[int, ...]) -> _PhasePlan:
         pad_lo = w - 1 - q0
         pad_hi = (q1 - q0) + (w - 1) - input_spatial[a] - pad_lo
         window.append(w)
-        taps.append(tuple(int(v) for v in t))
-        phases.append(tuple(int(v) for v in r))
         pads.append((pad_lo, pad_hi))
         lengths.append(length)
         starts.append(lo - q0 * s)
@@ -209,35 +201,29 @@ def _phase_plan(spec: ConvSpec, input_spatial: tuple[int, ...]) -> _PhasePlan:
         spec.groups,
         tuple(window),
         spec.kernel_size,
-        tuple(taps),
-        tuple(phases),
+        spec.dilation,
         tuple(lengths),
         tuple(starts),
         inner,
     )
 
 
-def _phase_index(plan: _PhasePlan):
-    index = []
-    for a in range(plan.n):
-        shape = [1] * plan.n
-        shape[a] = plan.kernel_size[a]
-        index.append(np.array(plan.taps[a]).reshape(shape))
-        index.append(np.array(plan.phases[a]).reshape(shape))
-    return tuple(index)
-
-
 def _phase_kernel(kernel, plan: _PhasePlan):
     """Keras kernel ``(*k, Og, G*Cg)`` -> combined kernel ``(*w, Cg, G*S*Og)`` (S = prod strides).
 
     Used as the kernel of the inner spec (its "Og" is ``Cg`` and its "C_in" is ``G*S*Og``).
+    Per dimension the taps are dilated (``d - 1`` zeros between them) and zero-extended to
+    ``w * s``; tap ``m * s + r`` of that is phase ``r`` at window shift ``m``, so a reshape to
+    ``(w, s)`` and a flip of the window axis place every tap: no scatter, exact.
     """
     n, g, s, w, ks = plan.n, plan.groups, plan.strides, plan.window, plan.kernel_size
     og, c_in = kernel.shape[n], kernel.shape[n + 1]
     cg = c_in // g
     src = jnp.transpose(kernel.reshape(*ks, og, g, cg), (*range(n), n + 2, n + 1, n))  # (*k, Cg, G, Og)
-    comb_shape = tuple(v for a in range(n) for v in (w[a], s[a])) + (cg, g, og)
-    comb = jnp.zeros(comb_shape, src.dtype).at[_phase_index(plan)].set(src, unique_indices=True)
+    config = [(0, w[a] * s[a] - _padding.dilated_size(ks[a], plan.dilation[a]), plan.dilation[a] - 1) for a in range(n)]
+    dilated = lax.pad(src, jnp.zeros((), src.dtype), [*config, (0, 0, 0), (0, 0, 0), (0, 0, 0)])
+    comb = dilated.reshape(*(v for a in range(n) for v in (w[a], s[a])), cg, g, og)
+    comb = lax.rev(comb, tuple(range(0, 2 * n, 2)))  # window shift m -> window tap w - 1 - m
     perm = (*range(0, 2 * n, 2), 2 * n, 2 * n + 1, *range(1, 2 * n, 2), 2 * n + 2)
     return jnp.transpose(comb, perm).reshape(*w, cg, g * math.prod(s) * og)
 
@@ -250,8 +236,10 @@ def _phase_kernel_adjoint(comb, plan: _PhasePlan):
     comb = comb.reshape(*w, cg, g, *s, og)
     # (*w, Cg, G, *s, Og) -> (w1, s1, ..., wN, sN, Cg, G, Og)
     perm = (*(i for a in range(n) for i in (a, n + 2 + a)), n, n + 1, 2 * n + 2)
-    comb = jnp.transpose(comb, perm)
-    src = comb[_phase_index(plan)]  # (*k, Cg, G, Og)
+    comb = lax.rev(jnp.transpose(comb, perm), tuple(range(0, 2 * n, 2)))
+    dilated = comb.reshape(*(w[a] * s[a] for a in range(n)), cg, g, og)
+    ke = [_padding.dilated_size(plan.kernel_size[a], plan.dilation[a]) for a in range(n)]
+    src = lax.slice(dilated, (0,) * (n + 3), (*ke, cg, g, og), (*plan.dilation, 1, 1, 1))  # (*k, Cg, G, Og)
     return jnp.transpose(src, (*range(n), n + 2, n + 1, n)).reshape(*plan.kernel_size, og, g * cg)
 
 
@@ -398,7 +386,8 @@ def k_from_xy(x, y, spec: ConvSpec, out_dtype):
     """
     if choose_algorithm(spec.kernel_size, spec) == "phase" and spec.groups == 1:
         plan = _phase_plan(spec, x.shape[1 : spec.ndim + 1])
-        if x.shape[0] * math.prod(_phase_rows(plan)) >= 256:
+        batch = x.shape[0] if isinstance(x.shape[0], int) else 256  # symbolic (exported) batch: assume large
+        if batch * math.prod(_phase_rows(plan)) >= 256:
             return _k_phase(x, y, spec, out_dtype)
     return _k_direct(x, y, spec, out_dtype)
 

@@ -99,6 +99,35 @@ def int_tuple(value: Any, n: int, name: str, *, minimum: int) -> tuple[int, ...]
     return values
 
 
+def _precision(precision: Any):
+    """None, a name, a ``lax.Precision`` or a pair of them -> a hashable value lax accepts."""
+    from jax import lax
+
+    rule = "`precision` must be None, a lax.Precision, one of its names (e.g. 'highest'), or a pair of them"
+
+    def one(p):
+        if isinstance(p, lax.Precision):
+            return p
+        if isinstance(p, str):
+            try:
+                return lax.Precision(p.lower())
+            except (ValueError, KeyError) as err:
+                names = sorted({m.name.lower() for m in lax.Precision})
+                raise ValueError(f"{rule}; got {p!r} (known names: {names}).") from err
+        raise TypeError(f"{rule}; got {_describe(p)}.")
+
+    if precision is None:
+        return None
+    algorithms = tuple(getattr(lax, name) for name in ("DotAlgorithmPreset", "DotAlgorithm") if hasattr(lax, name))
+    if algorithms and isinstance(precision, algorithms):
+        return precision
+    if isinstance(precision, (list, tuple)):
+        if len(precision) != 2:
+            raise ValueError(f"{rule}; got a sequence of length {len(precision)}: {precision!r}.")
+        return (one(precision[0]), one(precision[1]))
+    return one(precision)
+
+
 def normalize_data_format(data_format: Any) -> bool:
     """Returns True for channels_last (the default), False for channels_first."""
     if data_format is None:
@@ -119,6 +148,8 @@ def _explicit_padding(padding: Any, n: int) -> tuple[tuple[int, int], ...]:
         f"`padding` must be 'valid', 'same', a non-negative int, a sequence of {n} "
         f"non-negative ints, or a sequence of {n} (low, high) pairs of non-negative ints"
     )
+    if isinstance(padding, np.ndarray):
+        padding = padding.tolist()
     if _is_int(padding):
         pairs = ((operator.index(padding),) * 2,) * n
     elif isinstance(padding, Sequence) and not isinstance(padding, str):
@@ -274,9 +305,10 @@ def make_spec(
         for j in range(n):
             hi_ = base[j] + _padding.max_output_padding(strides[j], dilation[j])
             if not base[j] <= target[j] <= hi_:
+                reach = f"from {max(base[j], 0)} to {hi_}" if hi_ >= 0 else "no size (the padding crops everything)"
                 raise ValueError(
                     f"`output_shape` {target} is not reachable: spatial dimension {j} can have any size "
-                    f"from {base[j]} to {hi_} with these inputs, strides, padding and dilation; got {target[j]}."
+                    f"{reach} with these inputs, strides, padding and dilation; got {target[j]}."
                 )
             op.append(target[j] - base[j])
         op = tuple(op)
@@ -300,14 +332,7 @@ def make_spec(
                 f"spatial shape {tuple(spatial)} in some dimension: XLA's simplifier can abort the whole process on "
                 "zero-inserted convolutions of that form. Use algorithm='auto' or 'phase' (same values)."
             )
-    if isinstance(precision, list):
-        precision = tuple(precision)
-    try:
-        hash(precision)
-    except TypeError as err:
-        raise TypeError(
-            f"`precision` must be None, a string, a lax.Precision or a pair of them; got {precision!r}."
-        ) from err
+    precision = _precision(precision)
 
     spec = ConvSpec(tuple(ksize), strides, dilation, crops, groups, precision, algorithm)
     out_shape = (batch, *out_spatial, c_out) if channels_last else (batch, c_out, *out_spatial)

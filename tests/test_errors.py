@@ -370,9 +370,33 @@ def test_bad_data_format(data_format, exc, match):
         (
             {"precision": {}},
             TypeError,
-            "`precision` must be None, a string, a lax.Precision or a pair of them; got {}.",
+            "`precision` must be None, a lax.Precision, one of its names (e.g. 'highest'), or a pair of them; "
+            "got {} (type dict).",
+        ),
+        (
+            {"precision": "bogus"},
+            ValueError,
+            "`precision` must be None, a lax.Precision, one of its names (e.g. 'highest'), or a pair of them; "
+            "got 'bogus' (known names: ['default', 'high', 'highest']).",
         ),
     ],
 )
 def test_bad_dtype_algorithm_or_precision_options(kwargs, exc, match):
     assert_raises(exc, re.escape(match), shape_fn=False, **kwargs)
+
+
+def test_preferred_element_type_must_keep_the_kind():
+    """A real preferred_element_type for complex operands would silently drop the imaginary part."""
+    x = (np.ones((1, 3, 1)) * (1 + 2j)).astype(np.complex64)
+    k = np.ones((2, 1, 1), np.float32)
+    for fn in (jaxconvt.conv_transpose, lambda *a, **kw: jax.jit(lambda x, k: jaxconvt.conv_transpose(x, k, **kw))(*a)):
+        with pytest.raises(TypeError, match=r"must be complex exactly when the operands are.*got float32 .*complex64"):
+            fn(x, k, preferred_element_type=jnp.float32)
+        with pytest.raises(TypeError, match=r"got complex64 for operands of dtype float32"):
+            fn(k.reshape(1, 2, 1), k, preferred_element_type=jnp.complex64)
+
+
+def test_numpy_array_padding_is_accepted():
+    x, k = jnp.ones((1, 3, 1)), jnp.ones((2, 1, 1))
+    assert jaxconvt.conv_transpose(x, k, 2, padding=np.array([1])).shape == (1, 4, 1)
+    assert jaxconvt.conv_transpose(x, k, 2, padding=np.array([[1, 0]])).shape == (1, 5, 1)

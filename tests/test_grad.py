@@ -35,6 +35,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 import jaxconvt
+from jaxconvt._spec import _precision
 from tests.reference import explicit_crop, keras_crop, scatter_conv_transpose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -513,7 +514,8 @@ def test_precision_passes_through_to_the_derivatives(precision):
     fn = lambda x, k: jax.vjp(op(DT_CFG, precision=precision), x, k)[1](ct)
     eqns = [e for e in jaxpr_equations(jax.make_jaxpr(fn)(x, k)) if e.primitive.name == PRIMITIVE]
     assert {e.params["slot"] for e in eqns} >= {"x", "k"}
-    assert all(e.params["spec"].precision == precision for e in eqns)
+    canonical = _precision(precision)  # names become lax.Precision members
+    assert all(e.params["spec"].precision == canonical for e in eqns)
     dx, dk = fn(x, k)
     xr, kr = x.astype(np.float64), k.astype(np.float64)
     tol = 1e-5 if precision is not None and "DEFAULT" not in str(precision) else 1e-2
