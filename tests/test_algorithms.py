@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import jaxconvt
-from jaxconvt import _lowering
+from jaxconvt import _lowering, _primitive
 from jaxconvt._spec import make_spec
 from tests.reference import keras_crop, scatter_conv_transpose
 
@@ -129,7 +129,10 @@ def test_auto_never_zero_inserts_in_any_slot(ndim, kernel, strides, padding, out
     loss = lambda x, k: jnp.sum(f(x, k) * ct)
     grad2 = jax.grad(lambda x, k: jnp.sum(jax.grad(loss, argnums=(0, 1))(x, k)[1] ** 2), argnums=(0, 1))
     forward = _conv_windows(jax.jit(f).lower(x, k).as_text())
-    assert len(forward) == 1 and set(forward[0][0]) == {1}, forward
+    # One convolution; on CPU one per group (groups <= MAX_SPLIT_GROUPS are split there).
+    per_group = jax.default_backend() == "cpu" and groups <= _primitive.MAX_SPLIT_GROUPS
+    assert len(forward) == (groups if per_group else 1), forward
+    assert all(set(stride) == {1} for stride, _ in forward), forward
     for fn in (f, jax.grad(loss, argnums=(0, 1)), grad2):
         hlo = jax.jit(fn).lower(x, k).as_text()
         windows = _conv_windows(hlo)
@@ -314,3 +317,16 @@ def test_dilate_and_pad_match_phase_in_child_process():
     assert result["count"] == len(cases)
     assert result["refused"] == 0
     assert result["worst"] < 1e-10
+
+
+@pytest.mark.parametrize("slot", ["y", "x", "k"])
+def test_grouped_lowering_split_and_unsplit_agree(slot, x64):
+    """The CPU lowering splits groups; GPU/TPU keep one grouped convolution: both exact."""
+    rng = np.random.default_rng(3)
+    spec, out = make_spec((2, 5, 4, 6), (3, 2, 2, 6), (2, 1), "same", None, None, (1, 2), groups=3)
+    x, k, y = rng.standard_normal((2, 5, 4, 6)), rng.standard_normal((3, 2, 2, 6)), rng.standard_normal(out)
+    a, b = {"y": (x, k), "x": (y, k), "k": (x, y)}[slot]
+    kw = dict(spec=spec, slot=slot, out_dtype=np.dtype(np.float64))
+    split = jax.jit(lambda a, b: _primitive._impl(a, b, split_groups=True, **kw))(a, b)
+    whole = jax.jit(lambda a, b: _primitive._impl(a, b, split_groups=False, **kw))(a, b)
+    np.testing.assert_allclose(np.asarray(split), np.asarray(whole), rtol=1e-12, atol=1e-12)

@@ -28,9 +28,11 @@ from tests import _sharding_worker
 ROOT = Path(__file__).resolve().parents[1]
 
 KNOWN_GAPS = {
-    "forward_grouped_batch_sharded_no_collectives": (
-        "XLA's SPMD partitioner all-gathers a batch-sharded operand of a grouped convolution "
-        "(feature_group_count > 1, not depthwise); plain lax.conv_general_dilated does the same"
+    "per_example_kernels_batch_sharded_values": (
+        "on CPU the lowering runs each of up to 32 groups as its own convolution (2-4x faster on one "
+        "device than XLA:CPU's grouped convolution); with per-example kernels folded into groups and "
+        "sharded with the batch, the partitioner then returns a replicated result (values stay equal). "
+        "GPU/TPU lowerings keep one grouped convolution"
     ),
 }
 CHECK_NAMES = [name for name, _ in _sharding_worker.CHECKS]
