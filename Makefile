@@ -25,7 +25,7 @@ lint: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m ruff check jaxconvt tests
-	$(PY) -m pytest -n 2 --dist loadfile jaxconvt tests
+	$(PY) -m pytest -n 2 --dist loadfile jaxconvt tests README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
