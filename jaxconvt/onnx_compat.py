@@ -44,20 +44,11 @@ import numpy as np
 from jax import lax
 
 from jaxconvt._api import conv_transpose as _core_conv_transpose
+from jaxconvt._spec import _is_int
 
 __all__ = ["conv_transpose", "conv_transpose_crops"]
 
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _ints(value: Any, length: int, name: str, default: int, minimum: int) -> tuple[int, ...]:

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 
 from jaxconvt._api import conv_transpose
+from jaxconvt._spec import _describe, _is_int
 
 __all__ = [
     "conv_transpose1d",
@@ -36,20 +36,6 @@ __all__ = [
     "kernel_from_torch",
     "kernel_to_torch",
 ]
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _describe(value: Any) -> str:
-    return f"{value!r} (type {type(value).__name__})"
 
 
 def _to_array(value: Any, name: str):
