@@ -378,13 +378,15 @@ def k_from_xy(x, y, spec: ConvSpec, out_dtype):
 
     Phase form (``_k_phase``: one matrix product per tap of the phase window, then the
     gather adjoint to the kernel scatter) when the forward is in phase form, the op is
-    ungrouped and the products contract at least 256 rows (``N * prod(V)``, batch times
-    phase-output positions); otherwise the direct form, one convolution. Measured on the
+    ungrouped with at least 32 input channels and the products contract at least 256 rows
+    (``N * prod(V)``, batch times phase-output positions); otherwise the direct form, one
+    convolution (which each 16-channel group of grouped2d takes once the CPU lowering has
+    split the groups: its kernel gradient went from 8.3 to 6.7 ms with this channel bound). Measured on the
     2-core CPU (ms, phase-dot vs direct): dcgan2d 80 vs 145, unet2d 7.9 vs 16.5, unet3d 3.9
     vs 25.7, vae3d_k3 10.9 vs 66, 128x128 VAE layer 1081 vs 1641; but audio_vae (130 rows)
     605 vs 289 and grouped2d (8 groups of 16 channels) 8.9 vs 5.2.
     """
-    if choose_algorithm(spec.kernel_size, spec) == "phase" and spec.groups == 1:
+    if choose_algorithm(spec.kernel_size, spec) == "phase" and spec.groups == 1 and x.shape[-1] >= 32:
         plan = _phase_plan(spec, x.shape[1 : spec.ndim + 1])
         batch = x.shape[0] if isinstance(x.shape[0], int) else 256  # symbolic (exported) batch: assume large
         if batch * math.prod(_phase_rows(plan)) >= 256:

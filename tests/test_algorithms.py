@@ -178,15 +178,18 @@ def test_kernel_gradient_forms_agree(seed, x64):
 
 
 def test_kernel_gradient_selection():
-    """Large ungrouped problems take the per-tap product form; tiny or grouped ones the direct conv."""
-    big, _ = make_spec((4, 32, 32, 8), (4, 4, 8, 8), 2, "same")
-    grouped, _ = make_spec((4, 32, 32, 8), (4, 4, 4, 8), 2, "same", groups=2)
-    x = jnp.ones((4, 32, 32, 8))
-    dots = lambda spec, og: str(
-        jax.make_jaxpr(lambda x, y: _lowering.k_from_xy(x, y, spec, np.float32))(x, jnp.ones((4, 64, 64, og)))
-    ).count("dot_general")
-    assert dots(big, 8) == 4  # one product per tap of the 2x2 phase window
-    assert dots(grouped, 8) == 0
+    """Large ungrouped problems take the per-tap product form; tiny, narrow or grouped ones the direct conv."""
+    big, _ = make_spec((4, 32, 32, 32), (4, 4, 8, 32), 2, "same")
+    narrow, _ = make_spec((4, 32, 32, 16), (4, 4, 8, 16), 2, "same")
+    grouped, _ = make_spec((4, 32, 32, 32), (4, 4, 4, 32), 2, "same", groups=2)
+
+    def dots(spec, c_in, c_out):
+        fn = lambda x, y: _lowering.k_from_xy(x, y, spec, np.float32)
+        return str(jax.make_jaxpr(fn)(jnp.ones((4, 32, 32, c_in)), jnp.ones((4, 64, 64, c_out)))).count("dot_general")
+
+    assert dots(big, 32, 8) == 4  # one product per tap of the 2x2 phase window
+    assert dots(narrow, 16, 8) == 0
+    assert dots(grouped, 32, 8) == 0
 
 
 def test_dilate_really_dilates():
