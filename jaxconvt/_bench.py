@@ -556,7 +556,7 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
         "kernel_shape": list(problem.k_shape),
         "output_shape": list(problem.y_shape),
         "algorithm_requested": settings.algorithm,
-        "algorithm": choose_algorithm(workload.kernel, problem.spec, platform_name),
+        "algorithm": choose_algorithm(problem.spec),
         "useful_flops": flops,
         "impls": {},
         "speedup": {},

@@ -334,7 +334,7 @@ def _k_phase(x, y, spec: ConvSpec, out_dtype):
 _FORWARD = {"dilate": _y_dilate, "pad": _y_pad, "phase": _y_phase}
 
 
-def choose_algorithm(kernel_spatial, spec: ConvSpec, platform: str | None = None) -> str:
+def choose_algorithm(spec: ConvSpec) -> str:
     """The algorithm ``algorithm="auto"`` selects, from static facts only.
 
     * Stride 1 in every dimension: ``"pad"``, which is then a plain padded convolution
@@ -346,10 +346,9 @@ def choose_algorithm(kernel_spatial, spec: ConvSpec, platform: str | None = None
       kernel size is not a multiple of the stride (``phase_waste``: 4/3 per dimension
       for k3 s2), far cheaper than zero insertion.
 
-    The same choice is right on CPU, GPU and TPU (all run stride-1 convolutions best), so
-    ``platform`` and ``kernel_spatial`` (also in ``spec``) do not change it today.
+    The same choice is made on CPU, GPU and TPU (all run stride-1 convolutions best); the
+    platform only changes how groups are lowered (``_primitive``).
     """
-    del kernel_spatial, platform
     if spec.algorithm != "auto":
         return spec.algorithm
     if all(s == 1 for s in spec.strides):
@@ -359,7 +358,7 @@ def choose_algorithm(kernel_spatial, spec: ConvSpec, platform: str | None = None
 
 def y_from_xk(x, kernel, spec: ConvSpec, out_dtype):
     """The transposed convolution: ``(N, *i, C_in), (*k, Og, C_in) -> (N, *L, G*Og)``."""
-    return _FORWARD[choose_algorithm(spec.kernel_size, spec)](x, kernel, spec, out_dtype)
+    return _FORWARD[choose_algorithm(spec)](x, kernel, spec, out_dtype)
 
 
 def x_from_yk(y, kernel, spec: ConvSpec, out_dtype):
@@ -386,7 +385,7 @@ def k_from_xy(x, y, spec: ConvSpec, out_dtype):
     vs 25.7, vae3d_k3 10.9 vs 66, 128x128 VAE layer 1081 vs 1641; but audio_vae (130 rows)
     605 vs 289 and grouped2d (8 groups of 16 channels) 8.9 vs 5.2.
     """
-    if choose_algorithm(spec.kernel_size, spec) == "phase" and spec.groups == 1 and x.shape[-1] >= 32:
+    if choose_algorithm(spec) == "phase" and spec.groups == 1 and x.shape[-1] >= 32:
         plan = _phase_plan(spec, x.shape[1 : spec.ndim + 1])
         batch = x.shape[0] if isinstance(x.shape[0], int) else 256  # symbolic (exported) batch: assume large
         if batch * math.prod(_phase_rows(plan)) >= 256:
