@@ -9,6 +9,7 @@ process anyway, so a regression there fails this test instead of killing the run
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -190,6 +191,88 @@ def test_kernel_gradient_selection():
     assert dots(big, 32, 8) == 4  # one product per tap of the 2x2 phase window
     assert dots(narrow, 16, 8) == 0
     assert dots(grouped, 32, 8) == 0
+
+
+@pytest.mark.parametrize(
+    "k, s, d, expected",
+    [
+        (4, 2, 1, ((0, 2, 0, 2),)),  # k a multiple of s: one class, the whole window
+        (3, 2, 1, ((0, 1, 0, 2), (1, 2, 1, 2))),  # phase 0 taps {0, 2}, phase 1 tap {1}
+        (11, 5, 1, ((0, 1, 0, 3), (1, 5, 1, 3))),  # bigvgan: 3 taps on phase 0, 2 on the others
+        (1, 3, 1, ((0, 1, 0, 1), (1, 3, 0, 0))),  # phases 1 and 2 get no tap at all
+        (3, 2, 2, ((0, 1, 0, 3), (1, 2, 0, 0))),  # even dilation: every tap on phase 0
+        (4, 2, 3, ((0, 2, 0, 5),)),  # shifts {0, 3} on phase 0 are not contiguous: one class
+    ],
+)
+def test_phase_classes(k, s, d, expected):
+    w = _lowering._phase_window(k, s, d)
+    classes = _lowering._phase_classes(k, s, d, w)
+    assert classes == expected
+    # every phase once, in order; every tap of the kernel counted once over the classes
+    assert [r for r0, r1, *_ in classes for r in range(r0, r1)] == list(range(s))
+    assert sum((r1 - r0) * (t1 - t0) for r0, r1, t0, t1 in classes) == k or len(classes) == 1
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_exact_phase_forms_match_reference(seed, x64):
+    """The per-class (exact) forward and kernel gradient, forced on, against the scatter reference
+    and the direct kernel gradient, on random configurations (most have several classes)."""
+    rng = np.random.default_rng(70 + seed)
+    checked = multi = 0
+    while checked < 40:
+        cfg = _random_config(rng)
+        if not _valid(cfg) or all(v == 1 for v in cfg["s"]):
+            continue
+        spec, out = make_spec(
+            (2, *cfg["sp"], 2 * cfg["groups"]),
+            (*cfg["ks"], 3, 2 * cfg["groups"]),
+            cfg["s"],
+            cfg["padding"],
+            cfg["op"],
+            None,
+            cfg["d"],
+            groups=cfg["groups"],
+        )
+        if 0 in out:
+            continue
+        x, k = _operands(rng, cfg)
+        f64 = np.dtype(np.float64)
+        got = jax.jit(lambda x, k: _lowering._y_phase(x, k, spec, f64, exact=True))(x, k)
+        want = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-11, atol=1e-11)
+        y = rng.standard_normal(out)
+        dk = jax.jit(lambda x, y: _lowering._k_phase(x, y, spec, f64, exact=True))(x, y)
+        ref = jax.jit(lambda x, y: _lowering._k_direct(x, y, spec, f64))(x, y)
+        np.testing.assert_allclose(np.asarray(dk), np.asarray(ref), rtol=1e-11, atol=1e-11)
+        multi += math.prod(len(c) for c in _lowering._phase_plan(spec, cfg["sp"]).classes) > 1
+        checked += 1
+    assert multi >= 20  # the grid really exercises several classes
+
+
+def test_exact_phase_selection():
+    """The measured rule: exact forward for wide 1-D/2-D layers, exact kernel gradient for every
+    multi-class phase problem, nothing for k a multiple of s."""
+
+    def plan_of(x_shape, k_shape, *args, **kwargs):
+        spec, _ = make_spec(x_shape, k_shape, *args, **kwargs)
+        return _lowering._phase_plan(spec, x_shape[1:-1])
+
+    vae2d = plan_of((1, 16, 16, 512), (3, 3, 256, 512), 2, 1, 1)
+    vae3d = plan_of((1, 8, 8, 8, 64), (3, 3, 3, 64, 64), 2, 1, 1)
+    dcgan = plan_of((1, 8, 8, 256), (4, 4, 128, 256), 2, 1)
+    use = _lowering._use_exact
+    assert use(vae2d, 512, 256, None, "y") and use(vae2d, 512, 256, None, "k")
+    assert not use(vae2d, 16, 16, None, "y")  # narrow: the extra convolutions cost more
+    assert not use(vae3d, 64, 64, None, "y") and use(vae3d, 64, 64, None, "k")
+    assert not use(dcgan, 256, 128, None, "y") and not use(dcgan, 256, 128, None, "k")
+    assert not use(dcgan, 256, 128, True, "y")  # one class: nothing to split even when forced
+
+    def convs(x_shape, k_shape):
+        fn = lambda x, k: _lowering.y_from_xk(x, k, make_spec(x_shape, k_shape, 2, 1, 1)[0], np.float32)
+        return str(jax.make_jaxpr(fn)(jnp.ones(x_shape), jnp.ones(k_shape))).count("conv_general_dilated")
+
+    assert convs((1, 16, 16, 512), (3, 3, 256, 512)) == 4  # 2 classes per dimension
+    assert convs((1, 16, 16, 32), (3, 3, 16, 32)) == 1
 
 
 def test_dilate_really_dilates():
