@@ -237,12 +237,12 @@ def test_exact_phase_forms_match_reference(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         f64 = np.dtype(np.float64)
-        got = jax.jit(lambda x, k: _lowering._y_phase(x, k, spec, f64, exact=True))(x, k)
+        got = jax.jit(_lowering._y_phase, static_argnums=(2, 3, 4))(x, k, spec, f64, True)
         want = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-11, atol=1e-11)
         y = rng.standard_normal(out)
-        dk = jax.jit(lambda x, y: _lowering._k_phase(x, y, spec, f64, exact=True))(x, y)
-        ref = jax.jit(lambda x, y: _lowering._k_direct(x, y, spec, f64))(x, y)
+        dk = jax.jit(_lowering._k_phase, static_argnums=(2, 3, 4))(x, y, spec, f64, True)
+        ref = jax.jit(_lowering._k_direct, static_argnums=(2, 3))(x, y, spec, f64)
         np.testing.assert_allclose(np.asarray(dk), np.asarray(ref), rtol=1e-11, atol=1e-11)
         multi += math.prod(len(c) for c in _lowering._phase_plan(spec, cfg["sp"]).classes) > 1
         checked += 1
