@@ -556,7 +556,12 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
         "kernel_shape": list(problem.k_shape),
         "output_shape": list(problem.y_shape),
         "algorithm_requested": settings.algorithm,
-        "algorithm": choose_algorithm(problem.spec),
+        "algorithm": choose_algorithm(
+            problem.spec,
+            jnp.dtype(dtype),
+            jax.default_backend(),
+            problem.x_shape[1:] if workload.per_example else problem.x_shape,
+        ),
         "useful_flops": flops,
         "impls": {},
         "speedup": {},

@@ -66,9 +66,32 @@ def _conv(lhs, rhs, spec: ConvSpec, out_dtype, **kwargs):
         preferred_element_type=None if acc == compute else acc,
         **kwargs,
     )
+    return _finish(out, out_dtype)
+
+
+def _finish(out, out_dtype):
+    """Cast to the slot's dtype (the real part where a real primal got a complex cotangent)."""
     if jnp.iscomplexobj(out) and not jnp.issubdtype(out_dtype, jnp.complexfloating):
         out = jnp.real(out)  # cotangent of a real primal from a complex computation
     return out.astype(out_dtype)
+
+
+def _dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype):
+    """``lax.dot_general`` with the same dtype handling as ``_conv`` (the result stays in the
+    accumulation dtype, so per-tap products can be summed before the final cast)."""
+    compute, acc = _accumulation_dtype(lhs, rhs, out_dtype)
+    return lax.dot_general(
+        lhs.astype(compute),
+        rhs.astype(compute),
+        dimension_numbers,
+        precision=spec.precision,
+        preferred_element_type=None if acc == compute else acc,
+    )
+
+
+def _pad_spatial(a, pads):
+    """Pads (negative: crops) the spatial axes of a channels-last ``(N, *spatial, C)`` array."""
+    return lax.pad(a, jnp.zeros((), a.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
 
 
 def _grouped_io_kernel(kernel, groups: int):
@@ -416,9 +439,7 @@ def _k_phase(x, y, spec: ConvSpec, out_dtype, exact: bool | None = None):
     batch, c_in = x.shape[0], x.shape[-1]
     cg = c_in // g
     og = y.shape[-1] // g
-    config = [(0, 0, 0), *((lo, hi, 0) for lo, hi in plan.inner.crops), (0, 0, 0)]
-    xpad = lax.pad(x, jnp.zeros((), x.dtype), config)  # (N, *(V + w - 1), C_in)
-    compute, acc = _accumulation_dtype(x, y, out_dtype)
+    xpad = _pad_spatial(x, plan.inner.crops)  # (N, *(V + w - 1), C_in)
     rows = batch * math.prod(v)
 
     def products(taps, rhs):
@@ -426,28 +447,19 @@ def _k_phase(x, y, spec: ConvSpec, out_dtype, exact: bool | None = None):
         out = []
         for t in itertools.product(*taps):
             window = lax.slice(xpad, (0, *t, 0), (batch, *(t[a] + v[a] for a in range(n)), c_in))
-            lhs = window.astype(compute).reshape(rows, g, cg)
             # (rows, G, Cg) x (rows, G, P) -> (G, Cg, P)
-            out.append(
-                lax.dot_general(
-                    lhs,
-                    rhs,
-                    (((0,), (0,)), ((1,), (1,))),
-                    precision=spec.precision,
-                    preferred_element_type=None if acc == compute else acc,
-                )
-            )
+            out.append(_dot(window.reshape(rows, g, cg), rhs, (((0,), (0,)), ((1,), (1,))), spec, out_dtype))
         return jnp.stack(out).reshape(*(len(t) for t in taps), g, cg, -1)
 
     if not _use_exact(plan, cg, og, exact, "k"):
-        comb = products([range(w) for w in plan.window], y_p.astype(compute).reshape(rows, g, -1))
+        comb = products([range(w) for w in plan.window], y_p.reshape(rows, g, -1))
     else:
-        y_b = y_p.astype(compute).reshape(batch, *v, g, *plan.strides, og)
+        y_b = y_p.reshape(batch, *v, g, *plan.strides, og)
 
         def block(combo):
             phases, widths = _class_shape(combo)
             if 0 in widths:
-                return jnp.zeros((*plan.window, g, cg, *phases, og), acc)
+                return jnp.zeros((*plan.window, g, cg, *phases, og), _accumulation_dtype(x, y, out_dtype)[1])
             rhs = y_b[(slice(None),) * (n + 2) + tuple(slice(r0, r1) for r0, r1, *_ in combo)]
             taps = products([range(t0, t1) for *_, t0, t1 in combo], rhs.reshape(rows, g, -1))
             taps = taps.reshape(*widths, g, cg, *phases, og)
@@ -456,69 +468,176 @@ def _k_phase(x, y, spec: ConvSpec, out_dtype, exact: bool | None = None):
 
         comb = _over_classes(plan, block, n + 2).reshape(*plan.window, g, cg, -1)
     comb = jnp.moveaxis(comb, n, n + 1).reshape(*plan.window, cg, -1)  # (*w, Cg, G*S*Og)
-    if jnp.iscomplexobj(comb) and not jnp.issubdtype(out_dtype, jnp.complexfloating):
-        comb = jnp.real(comb)
-    return _phase_kernel_adjoint(comb.astype(out_dtype), plan)
+    return _phase_kernel_adjoint(_finish(comb, out_dtype), plan)
 
 
-_FORWARD = {"dilate": _y_dilate, "pad": _y_pad, "phase": _y_phase}
+def _y_dot(x, kernel, spec: ConvSpec, out_dtype):
+    """The phase form as matrix products, one per window tap of each phase class.
+
+    ``y_p[n, v, phases of a class] = sum over its taps t of xpad[n, v + t, :] @ Kc[t]``: the
+    same exact arithmetic as ``_y_phase`` with every class (no structural zeros), written as
+    plain (grouped: batched) matrix products summed in the accumulation dtype. XLA:CPU runs
+    matrix products much faster than 3-D convolutions and than bfloat16 convolutions (its
+    bfloat16 products accumulate in float32 at twice the float32 rate), see ``choose_algorithm``.
+    """
+    n = spec.ndim
+    plan = _phase_plan(spec, x.shape[1 : n + 1])
+    v = _phase_rows(plan)
+    g = spec.groups
+    blocks = _phase_kernel_blocks(kernel, plan)  # (*w, Cg, G, *s, Og)
+    batch, c_in, og = x.shape[0], x.shape[-1], kernel.shape[n]
+    cg = c_in // g
+    rows = batch * math.prod(v)
+    xpad = _pad_spatial(x, plan.inner.crops)  # (N, *(V + w - 1), C_in)
+
+    def block(combo):
+        phases, widths = _class_shape(combo)
+        if 0 in widths:  # phases no tap lands on
+            return jnp.zeros((batch, *v, g, *phases, og), out_dtype)
+        total = None
+        for t in itertools.product(*(range(t0, t1) for *_, t0, t1 in combo)):
+            window = lax.slice(xpad, (0, *t, 0), (batch, *(t[a] + v[a] for a in range(n)), c_in))
+            taps = blocks[(*t, slice(None), slice(None), *(slice(r0, r1) for r0, r1, *_ in combo))]
+            # (rows, G, Cg) x (Cg, G, Pc*Og) -> (G, rows, Pc*Og)
+            part = _dot(
+                window.reshape(rows, g, cg), taps.reshape(cg, g, -1), (((2,), (0,)), ((1,), (1,))), spec, out_dtype
+            )
+            total = part if total is None else total + part
+        return _finish(jnp.moveaxis(total, 0, 1), out_dtype).reshape(batch, *v, g, *phases, og)
+
+    return _depth_to_space(_over_classes(plan, block, n + 2).reshape(batch, *v, -1), plan)
 
 
-def choose_algorithm(spec: ConvSpec) -> str:
+def _x_dot(y, kernel, spec: ConvSpec, out_dtype):
+    """Input gradient as matrix products, one per kernel tap ``j``:
+    ``dx[n, a] = sum over j of y_full[n, a * s + j * d] @ K[j]`` (strided slices of the
+    cotangent padded back to the full extent; no wasted work, see ``_y_dot``)."""
+    n = spec.ndim
+    g = spec.groups
+    batch, c_out = y.shape[0], y.shape[-1]
+    spatial = spec.input_spatial(y.shape[1 : n + 1])
+    og, c_in = kernel.shape[n], kernel.shape[n + 1]
+    rows = batch * math.prod(spatial)
+    y_full = _pad_spatial(y, spec.crops)
+    total = None
+    for j in itertools.product(*(range(k) for k in spec.kernel_size)):
+        start = (0, *(j[a] * spec.dilation[a] for a in range(n)), 0)
+        limit = (batch, *(start[1 + a] + (spatial[a] - 1) * spec.strides[a] + 1 for a in range(n)), c_out)
+        taps = lax.slice(y_full, start, limit, (1, *spec.strides, 1))
+        # (rows, G, Og) x (Og, G, Cg) -> (G, rows, Cg)
+        part = _dot(
+            taps.reshape(rows, g, og), kernel[j].reshape(og, g, -1), (((2,), (0,)), ((1,), (1,))), spec, out_dtype
+        )
+        total = part if total is None else total + part
+    return _finish(jnp.moveaxis(total, 0, 1), out_dtype).reshape(batch, *spatial, c_in)
+
+
+_FORWARD = {"dilate": _y_dilate, "pad": _y_pad, "phase": _y_phase, "dot": _y_dot}
+
+#: ``"auto"`` on CPU picks ``"dot"`` only for kernels of at most this many taps (one matrix
+#: product per tap: compile time and partial sums grow with it) ...
+DOT_MAX_TAPS = 64
+#: ... and inputs of at least this many elements (smaller problems are overhead-bound).
+DOT_MIN_ELEMENTS = 32768
+
+
+def _exact_classes(spec: ConvSpec) -> bool:
+    """Whether the phase classes hold only real taps (each class's window is fully used)."""
+    for k, s, d in zip(spec.kernel_size, spec.strides, spec.dilation):
+        classes = _phase_classes(k, s, d, _phase_window(k, s, d))
+        if sum((r1 - r0) * (t1 - t0) for r0, r1, t0, t1 in classes) != k:
+            return False
+    return True
+
+
+def choose_algorithm(spec: ConvSpec, dtype=None, platform: str | None = None, input_shape=None) -> str:
     """The algorithm ``algorithm="auto"`` selects, from static facts only.
 
+    Args:
+      spec: the op's spec (an explicit ``algorithm`` is returned as it is).
+      dtype: the dtype the slot computes in (``None``: not low precision).
+      platform: the lowering platform (``"cpu"`` enables the CPU-only choice below).
+      input_shape: the op's input shape ``(N, *spatial, C_in)``, for the size bound.
+
+    * On CPU, for bfloat16: ``"dot"``, the exact phase form written as one matrix product
+      per kernel tap (forward, input and kernel gradients alike), if the kernel has at most
+      ``DOT_MAX_TAPS`` taps, the input at least ``DOT_MIN_ELEMENTS`` elements and the phase
+      classes hold no structural zeros (a dilation sharing a factor with the stride leaves
+      holes in them). XLA:CPU's bfloat16 convolutions run at the float32 rate at best, while
+      its bfloat16 matrix products accumulate in float32 at up to twice that rate (measured
+      264 vs 140 GF/s with and without float32 accumulation). Measured on the 2-core CPU (ms,
+      convolution vs products): a 128x128x512 -> 256 k3 s2 layer (vae2d_bf16) forward 274
+      vs 208 and input gradient 505 vs 239, HiFi-GAN's k16 s8 forward 31 vs 17, unet2d 4.6
+      vs 2.3. Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
+      fast or faster there (dcgan2d forward 29 vs 57), and for 3-D the products win each
+      stage alone (vae3d_k3 input gradient 8.8 vs 6.8) but not a whole training step (23
+      vs 26 ms), at 4x the compile time.
     * Stride 1 in every dimension: ``"pad"``, which is then a plain padded convolution
       with the flipped kernel (nothing to zero-insert).
-    * Otherwise ``"phase"`` on every platform: one stride-1 convolution over all output
-      phases plus an interleave. It never multiplies inserted zeros (``lhs_dilation``
-      does: ``prod(strides)`` times the work, and XLA:CPU runs 3-D ``lhs_dilation`` as a
-      generic loop), and it is the only form XLA:CPU never aborts on. Its only waste is structural zeros when a
-      kernel size is not a multiple of the stride (``phase_waste``: 4/3 per dimension
-      for k3 s2), far cheaper than zero insertion.
+    * Otherwise ``"phase"``: one stride-1 convolution over all output phases plus an
+      interleave. It never multiplies inserted zeros (``lhs_dilation`` does: ``prod(strides)``
+      times the work, and XLA:CPU runs 3-D ``lhs_dilation`` as a generic loop), and it is the
+      only form XLA:CPU never aborts on. When a kernel size is not a multiple of the stride
+      its exact variant skips the structural zeros (``_use_exact``).
 
-    The same choice is made on CPU, GPU and TPU (all run stride-1 convolutions best); the
-    platform only changes how groups are lowered (``_primitive``).
+    GPU and TPU get ``"pad"`` / ``"phase"``: they run stride-1 convolutions best (cuDNN).
     """
     if spec.algorithm != "auto":
         return spec.algorithm
+    if platform == "cpu" and math.prod(spec.kernel_size) <= DOT_MAX_TAPS and _exact_classes(spec):
+        if dtype is not None and np.dtype(dtype) == np.dtype(jnp.bfloat16) and input_shape is not None:
+            batch = input_shape[0] if isinstance(input_shape[0], int) else DOT_MIN_ELEMENTS  # symbolic batch
+            if batch * math.prod(input_shape[1:]) >= DOT_MIN_ELEMENTS:
+                return "dot"
     if all(s == 1 for s in spec.strides):
         return "pad"
     return "phase"
 
 
-def y_from_xk(x, kernel, spec: ConvSpec, out_dtype):
+def y_from_xk(x, kernel, spec: ConvSpec, out_dtype, platform: str | None = None):
     """The transposed convolution: ``(N, *i, C_in), (*k, Og, C_in) -> (N, *L, G*Og)``."""
-    return _FORWARD[choose_algorithm(spec)](x, kernel, spec, out_dtype)
+    algorithm = choose_algorithm(spec, jnp.result_type(x.dtype, kernel.dtype), platform, x.shape)
+    return _FORWARD[algorithm](x, kernel, spec, out_dtype)
 
 
-def x_from_yk(y, kernel, spec: ConvSpec, out_dtype):
+def x_from_yk(y, kernel, spec: ConvSpec, out_dtype, platform: str | None = None):
     """Input gradient: ``(N, *L, G*Og), (*k, Og, C_in) -> (N, *i, C_in)``.
 
-    Always the direct strided convolution: it does no wasted work (the stride skips what
-    zero insertion would create) and measured faster than a phase form (space-to-depth, then
-    a stride-1 transposed convolution) on the workloads, e.g. dcgan2d 38 vs 183 ms and
-    vae3d_k3 12 vs 46 ms on the 2-core CPU.
+    The direct strided convolution (``_x_direct``): it does no wasted work (the stride skips
+    what zero insertion would create) and measured faster than a phase form (space-to-depth,
+    then a stride-1 transposed convolution) on the workloads, e.g. dcgan2d 38 vs 183 ms and
+    vae3d_k3 12 vs 46 ms on the 2-core CPU. Where ``choose_algorithm`` picks ``"dot"``, the
+    same sum as one matrix product per kernel tap (``_x_dot``).
     """
+    x_shape = (y.shape[0], *spec.input_spatial(y.shape[1 : spec.ndim + 1]), kernel.shape[-1])
+    if choose_algorithm(spec, jnp.result_type(y.dtype, kernel.dtype), platform, x_shape) == "dot":
+        return _x_dot(y, kernel, spec, out_dtype)
     return _x_direct(y, kernel, spec, out_dtype)
 
 
-def k_from_xy(x, y, spec: ConvSpec, out_dtype):
+def k_from_xy(x, y, spec: ConvSpec, out_dtype, platform: str | None = None):
     """Kernel gradient: ``(N, *i, C_in), (N, *L, G*Og) -> (*k, Og, C_in)``.
 
     Phase form (``_k_phase``: one matrix product per tap of the phase window, then the
-    gather adjoint to the kernel scatter) when the forward is in phase form, the op is
-    ungrouped with at least 32 input channels and the products contract at least 256 rows
-    (``N * prod(V)``, batch times phase-output positions); otherwise the direct form, one
-    convolution (which each 16-channel group of grouped2d takes once the CPU lowering has
-    split the groups: its kernel gradient went from 8.3 to 6.7 ms with this channel bound). Measured on the
-    2-core CPU (ms, phase-dot vs direct): dcgan2d 80 vs 145, unet2d 7.9 vs 16.5, unet3d 3.9
-    vs 25.7, vae3d_k3 10.9 vs 66, 128x128 VAE layer 1081 vs 1641; but audio_vae (130 rows)
-    605 vs 289 and grouped2d (8 groups of 16 channels) 8.9 vs 5.2.
+    gather adjoint to the kernel scatter) with ``"dot"``, and with ``"phase"`` when the
+    products are large: ungrouped, at least 32 input channels, at least 256 contraction rows
+    (``N * prod(V)``, batch times phase-output positions) and 32768 rows times channels, and
+    at least 128 product columns (``prod(s) * C_out``). Otherwise the direct form, one
+    convolution. Measured on the 2-core CPU (ms, phase vs direct; medians, the machine is
+    noisy): dcgan2d 50 vs 87, unet2d 4.7 vs 11.5, unet3d 2.9 vs 23.5, vae3d_k3 4.9 vs 53,
+    hifigan1d 29 vs 34, bigvgan 2.5 vs 3.3; but audio_vae (130 rows) 339 vs 199, one
+    per-example 16x16x64 kernel (289 rows, 64 channels) 0.85 vs 0.66, istft (64 columns)
+    6.5 vs 3.9 and grouped2d's 16-channel groups (split on CPU) 8.9 vs 5.2.
     """
-    if choose_algorithm(spec) == "phase" and spec.groups == 1 and x.shape[-1] >= 32:
+    algorithm = choose_algorithm(spec, jnp.result_type(x.dtype, y.dtype), platform, x.shape)
+    if algorithm == "dot":
+        return _k_phase(x, y, spec, out_dtype)
+    if algorithm == "phase" and spec.groups == 1 and x.shape[-1] >= 32:
         plan = _phase_plan(spec, x.shape[1 : spec.ndim + 1])
         batch = x.shape[0] if isinstance(x.shape[0], int) else 256  # symbolic (exported) batch: assume large
-        if batch * math.prod(_phase_rows(plan)) >= 256:
+        rows = batch * math.prod(_phase_rows(plan))
+        columns = math.prod(spec.strides) * y.shape[-1]
+        if rows >= 256 and rows * x.shape[-1] >= 32768 and columns >= 128:
             return _k_phase(x, y, spec, out_dtype)
     return _k_direct(x, y, spec, out_dtype)
 

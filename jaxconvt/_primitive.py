@@ -112,7 +112,7 @@ def _uses_explicit_axes(*arrays) -> bool:
 MAX_SPLIT_GROUPS = 32
 
 
-def _per_group(a, b, *, slot, spec, out_dtype):
+def _per_group(a, b, *, slot, spec, out_dtype, platform):
     """Every group as its own ungrouped convolution, concatenated on the channel axis.
 
     In all three slots both operands and the result keep their groups as contiguous blocks of
@@ -124,19 +124,21 @@ def _per_group(a, b, *, slot, spec, out_dtype):
     inner = dataclasses.replace(spec, groups=1)
     ca, cb = a.shape[-1] // g, b.shape[-1] // g
     parts = [
-        _IMPLS[slot](a[..., i * ca : (i + 1) * ca], b[..., i * cb : (i + 1) * cb], inner, out_dtype) for i in range(g)
+        _IMPLS[slot](a[..., i * ca : (i + 1) * ca], b[..., i * cb : (i + 1) * cb], inner, out_dtype, platform)
+        for i in range(g)
     ]
     return jnp.concatenate(parts, axis=-1)
 
 
-def _impl(a, b, *, spec, slot, out_dtype, split_groups=False):
+def _impl(a, b, *, spec, slot, out_dtype, platform=None):
+    """The slot's lowering; ``platform="cpu"`` splits groups and allows the CPU-only algorithm."""
     shape = _out_shape(a.shape, b.shape, spec, slot)
     if math.prod(shape) == 0 or a.size == 0 or b.size == 0:
         return jnp.zeros(shape, out_dtype)
-    if split_groups and 1 < spec.groups <= MAX_SPLIT_GROUPS:
-        fn = functools.partial(_per_group, slot=slot, spec=spec, out_dtype=out_dtype)
+    if platform == "cpu" and 1 < spec.groups <= MAX_SPLIT_GROUPS:
+        fn = functools.partial(_per_group, slot=slot, spec=spec, out_dtype=out_dtype, platform=platform)
     else:
-        fn = functools.partial(_IMPLS[slot], spec=spec, out_dtype=out_dtype)
+        fn = functools.partial(_IMPLS[slot], spec=spec, out_dtype=out_dtype, platform=platform)
     if _uses_explicit_axes(a, b):
         # Explicitly sharded operands: let the partitioner place the reshapes and transposes
         # of the lowering, and hand back the sharding the abstract evaluation promised.
@@ -156,7 +158,7 @@ conv_transpose_p.def_impl(_eager)
 mlir.register_lowering(conv_transpose_p, mlir.lower_fun(_impl, multiple_results=False))
 mlir.register_lowering(
     conv_transpose_p,
-    mlir.lower_fun(functools.partial(_impl, split_groups=True), multiple_results=False),
+    mlir.lower_fun(functools.partial(_impl, platform="cpu"), multiple_results=False),
     platform="cpu",
 )
 

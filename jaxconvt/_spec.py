@@ -19,7 +19,7 @@ from jaxconvt import _padding
 __all__ = ["ConvSpec", "make_spec", "normalize_data_format", "ALGORITHMS"]
 
 #: Forward algorithms ``conv_transpose`` can lower to (see ``_lowering``).
-ALGORITHMS = ("auto", "dilate", "pad", "phase")
+ALGORITHMS = ("auto", "dilate", "pad", "phase", "dot")
 
 
 @dataclasses.dataclass(frozen=True)

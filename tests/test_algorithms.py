@@ -8,6 +8,7 @@ process anyway, so a regression there fails this test instead of killing the run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -67,6 +68,28 @@ def test_choose_algorithm_rules():
     assert _lowering.choose_algorithm(strided) == "phase"
     assert _lowering.choose_algorithm(unit) == "pad"
     assert _lowering.choose_algorithm(forced) == "dilate"
+
+
+def test_choose_dot_for_bfloat16_on_cpu():
+    """ "dot" only on CPU, only for bfloat16, only for big enough inputs without holes in the phase classes."""
+    spec, _ = make_spec((1, 64, 64, 64), (3, 3, 32, 64), 2, 1, 1)
+    bf16, big = jnp.bfloat16, (1, 64, 64, 64)
+    choose = _lowering.choose_algorithm
+    assert choose(spec, bf16, "cpu", big) == "dot"
+    assert choose(spec, jnp.float32, "cpu", big) == "phase"
+    assert choose(spec, jnp.float16, "cpu", big) == "phase"
+    assert choose(spec, bf16, "gpu", big) == "phase"
+    assert choose(spec, bf16, None, big) == "phase"
+    assert choose(spec, bf16, "cpu", (1, 8, 8, 64)) == "phase"  # 4096 elements: overhead-bound
+    holes, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=3)  # shifts {0, 3}: not contiguous
+    assert choose(holes, bf16, "cpu", big) == "phase"
+    huge, _ = make_spec((1, 64, 64, 64), (9, 9, 32, 64), 2)  # 81 taps > DOT_MAX_TAPS
+    assert choose(huge, bf16, "cpu", big) == "phase"
+    # the whole training step lowers to matrix products on CPU: no convolution left in any slot
+    x, k = jnp.ones(big, bf16), jnp.ones((3, 3, 32, 64), bf16)
+    loss = lambda x, k: jnp.sum(jaxconvt.conv_transpose(x, k, 2, 1, 1).astype(jnp.float32))
+    hlo = jax.jit(jax.value_and_grad(loss, argnums=(0, 1))).lower(x, k).as_text()
+    assert "stablehlo.dot_general" in hlo and "stablehlo.convolution" not in hlo
 
 
 @pytest.mark.parametrize(
@@ -180,17 +203,18 @@ def test_kernel_gradient_forms_agree(seed, x64):
 
 def test_kernel_gradient_selection():
     """Large ungrouped problems take the per-tap product form; tiny, narrow or grouped ones the direct conv."""
-    big, _ = make_spec((4, 32, 32, 32), (4, 4, 8, 32), 2, "same")
-    narrow, _ = make_spec((4, 32, 32, 16), (4, 4, 8, 16), 2, "same")
-    grouped, _ = make_spec((4, 32, 32, 32), (4, 4, 4, 32), 2, "same", groups=2)
 
-    def dots(spec, c_in, c_out):
+    def dots(x_shape, k_shape, groups=1):
+        spec, out = make_spec(x_shape, k_shape, 2, "same", groups=groups)
         fn = lambda x, y: _lowering.k_from_xy(x, y, spec, np.float32)
-        return str(jax.make_jaxpr(fn)(jnp.ones((4, 32, 32, c_in)), jnp.ones((4, 64, 64, c_out)))).count("dot_general")
+        return str(jax.make_jaxpr(fn)(jnp.ones(x_shape), jnp.ones(out))).count("dot_general")
 
-    assert dots(big, 32, 8) == 4  # one product per tap of the 2x2 phase window
-    assert dots(narrow, 16, 8) == 0
-    assert dots(grouped, 32, 8) == 0
+    assert dots((4, 32, 32, 32), (4, 4, 32, 32)) == 4  # one product per tap of the 2x2 phase window
+    assert dots((4, 32, 32, 16), (4, 4, 32, 16)) == 0  # fewer than 32 input channels
+    assert dots((4, 32, 32, 32), (4, 4, 16, 32), groups=2) == 0  # grouped
+    assert dots((4, 32, 32, 32), (4, 4, 8, 32)) == 0  # 4 phases x 8 channels: 32 product columns
+    assert dots((1, 8, 8, 64), (4, 4, 64, 64)) == 0  # 81 rows
+    assert dots((1, 16, 16, 64), (4, 4, 64, 64)) == 0  # 289 rows x 64 channels < 32768
 
 
 @pytest.mark.parametrize(
@@ -312,8 +336,9 @@ def test_phase_and_auto_match_reference_with_gradients(seed):
                 continue
             x, k = _operands(rng, cfg)
             ref = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
-            # "auto" is "phase" for strided configurations; force "phase" on the stride-1 ones too.
-            for algorithm in ("auto",) if any(v > 1 for v in cfg["s"]) else ("auto", "phase"):
+            # "auto" is "phase" for these small strided configurations; force "phase" on the
+            # stride-1 ones too, and the per-tap product form "dot" on all.
+            for algorithm in ("auto", "dot") if any(v > 1 for v in cfg["s"]) else ("auto", "phase", "dot"):
                 f = _op(cfg, algorithm)
                 y, vjp = jax.vjp(f, x, k)
                 np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, atol=1e-12)
@@ -413,6 +438,11 @@ def test_grouped_lowering_split_and_unsplit_agree(slot, x64):
     x, k, y = rng.standard_normal((2, 5, 4, 6)), rng.standard_normal((3, 2, 2, 6)), rng.standard_normal(out)
     a, b = {"y": (x, k), "x": (y, k), "k": (x, y)}[slot]
     kw = dict(spec=spec, slot=slot, out_dtype=np.dtype(np.float64))
-    split = jax.jit(lambda a, b: _primitive._impl(a, b, split_groups=True, **kw))(a, b)
-    whole = jax.jit(lambda a, b: _primitive._impl(a, b, split_groups=False, **kw))(a, b)
+    split = jax.jit(lambda a, b: _primitive._impl(a, b, platform="cpu", **kw))(a, b)
+    whole = jax.jit(lambda a, b: _primitive._impl(a, b, platform=None, **kw))(a, b)
     np.testing.assert_allclose(np.asarray(split), np.asarray(whole), rtol=1e-12, atol=1e-12)
+    # the per-tap product form with groups kept whole (batched products), as off CPU
+    dot = dataclasses.replace(spec, algorithm="dot")
+    kw["spec"] = dot
+    batched = jax.jit(lambda a, b: _primitive._impl(a, b, platform=None, **kw))(a, b)
+    np.testing.assert_allclose(np.asarray(batched), np.asarray(whole), rtol=1e-12, atol=1e-12)
