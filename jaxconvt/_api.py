@@ -100,10 +100,13 @@ def conv_transpose(
       precision: passed to ``lax.conv_general_dilated`` (e.g. ``"highest"``).
       preferred_element_type: output dtype; by default the promoted dtype of ``inputs``
         and ``kernel``. float16 and bfloat16 operands always accumulate in float32.
-      algorithm: forward algorithm, ``"auto"`` (default), ``"phase"`` (sub-pixel
-        decomposition: one stride-1 convolution plus an interleave), ``"pad"`` (explicit
-        zero insertion) or ``"dilate"`` (XLA's ``lhs_dilation``). All give the same values;
-        "auto" picks the fastest for the platform from static shapes.
+      algorithm: lowering algorithm (keyword-only), one of ``"auto"`` (default: picks the
+        fastest for the platform, dtype and static shapes; see the design page),
+        ``"phase"`` (sub-pixel decomposition: stride-1 convolutions over the output phases
+        plus an interleave), ``"dot"`` (the same sums as one matrix product per kernel tap,
+        in every derivative too; what "auto" picks on CPU for bfloat16), ``"pad"``
+        (explicit zero insertion) or ``"dilate"`` (XLA's ``lhs_dilation``). All give the
+        same values up to rounding.
 
     Returns:
       The output, of dtype ``preferred_element_type`` or the promoted operand dtype, with

@@ -131,11 +131,12 @@ def _per_group(a, b, *, slot, spec, out_dtype, platform):
 
 
 def _impl(a, b, *, spec, slot, out_dtype, platform=None):
-    """The slot's lowering; ``platform="cpu"`` splits groups and allows the CPU-only algorithm."""
+    """The slot's lowering. ``platform="cpu"`` allows the CPU-only algorithm choice and splits
+    groups (except for ``algorithm="dot"``, whose matrix products batch over the groups)."""
     shape = _out_shape(a.shape, b.shape, spec, slot)
     if math.prod(shape) == 0 or a.size == 0 or b.size == 0:
         return jnp.zeros(shape, out_dtype)
-    if platform == "cpu" and 1 < spec.groups <= MAX_SPLIT_GROUPS:
+    if platform == "cpu" and 1 < spec.groups <= MAX_SPLIT_GROUPS and spec.algorithm != "dot":
         fn = functools.partial(_per_group, slot=slot, spec=spec, out_dtype=out_dtype, platform=platform)
     else:
         fn = functools.partial(_IMPLS[slot], spec=spec, out_dtype=out_dtype, platform=platform)

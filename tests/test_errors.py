@@ -366,7 +366,11 @@ def test_bad_data_format(data_format, exc, match):
             TypeError,
             "`preferred_element_type` must be None or a dtype; got 'nope'.",
         ),
-        ({"algorithm": "fft"}, ValueError, "`algorithm` must be one of ('auto', 'dilate', 'pad', 'phase'); got 'fft'."),
+        (
+            {"algorithm": "fft"},
+            ValueError,
+            "`algorithm` must be one of ('auto', 'dilate', 'pad', 'phase', 'dot'); got 'fft'.",
+        ),
         (
             {"precision": {}},
             TypeError,
