@@ -34,6 +34,9 @@ def main(argv=None) -> int:
         bad = [d for d in dtypes if d not in _check.TOLERANCE]
         if bad:
             parser.error(f"unknown dtype(s) {bad}; choose from {sorted(_check.TOLERANCE)}")
+        bad = [a for a in algorithms if a not in _check.ALGORITHMS]
+        if bad:
+            parser.error(f"unknown algorithm(s) {bad}; choose from {list(_check.ALGORITHMS)} or 'all'")
         _, failures = _check.run_check(args.cases, dtypes, algorithms, args.seed)
         return 1 if failures else 0
     if args.command == "bench":
