@@ -146,7 +146,8 @@ def test_too_slow_call_is_timed_once_and_marked():
     assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.4 and calls["slow"] == 1
     # Slower than single_call_s: one timed run after the warm-up.
     assert not medium.too_slow and len(medium.times) == 1 and calls["medium"] == 2
-    assert not fast.too_slow and len(fast.times) == 4 and calls["fast"] == 5
+    # Fast calls: 4 turns (rounds) of one timed run, each after a pause and one untimed call.
+    assert not fast.too_slow and len(fast.times) == 4 and calls["fast"] == 1 + 2 * settings.rounds
     result = _bench._empty_result()
     result["ms"]["dk"], result["runs"]["dk"] = 1234.5, 0
     result["skipped"]["fwdbwd"] = "skipped: too slow"
