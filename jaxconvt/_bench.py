@@ -202,7 +202,7 @@ class _Runner:
     too_slow: bool = False
 
 
-def _time_interleaved(runners: dict[str, _Runner], settings: Settings) -> None:
+def _time_in_turns(runners: dict[str, _Runner], settings: Settings) -> None:
     """Warm-up, then timed runs of every runner, the runners taking turns in blocks.
 
     Each runner runs ``ceil(repeats / rounds)`` timed calls per turn, for ``rounds`` turns,
@@ -604,7 +604,7 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
             for impl in impls
             if stage in prepared[impl] and stage not in results[impl]["skipped"]
         }
-        _time_interleaved(runners, settings)
+        _time_in_turns(runners, settings)
         for impl, runner in runners.items():
             result = results[impl]
             if runner.error is not None:

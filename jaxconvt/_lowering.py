@@ -169,6 +169,7 @@ def phase_waste(kernel_spatial, spec: ConvSpec) -> float:
     return ratio
 
 
+@functools.lru_cache(maxsize=1024)
 def _phase_classes(k: int, s: int, d: int, w: int) -> tuple[tuple[int, int, int, int], ...]:
     """Runs of consecutive phases of one dimension that use the same taps of the phase window.
 
@@ -477,8 +478,8 @@ def _y_dot(x, kernel, spec: ConvSpec, out_dtype):
     ``y_p[n, v, phases of a class] = sum over its taps t of xpad[n, v + t, :] @ Kc[t]``: the
     same exact arithmetic as ``_y_phase`` with every class (no structural zeros), written as
     plain (grouped: batched) matrix products summed in the accumulation dtype. XLA:CPU runs
-    matrix products much faster than 3-D convolutions and than bfloat16 convolutions (its
-    bfloat16 products accumulate in float32 at twice the float32 rate), see ``choose_algorithm``.
+    bfloat16 matrix products with float32 accumulation up to twice as fast as its bfloat16
+    convolutions, see ``choose_algorithm``.
     """
     n = spec.ndim
     plan = _phase_plan(spec, x.shape[1 : n + 1])

@@ -140,7 +140,7 @@ def test_too_slow_call_is_timed_once_and_marked():
     calls["medium"] = 0
     runners = {"slow": make("slow", 0.4), "medium": make("medium", 0.15), "fast": make("fast", 0.0)}
     settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.1, max_call_s=0.3)
-    _bench._time_interleaved(runners, settings)
+    _bench._time_in_turns(runners, settings)
     slow, medium, fast = runners["slow"], runners["medium"], runners["fast"]
     # Slower than max_call_s: the warm-up call is the only time.
     assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.4 and calls["slow"] == 1
