@@ -53,6 +53,12 @@ def _operands(rng, cfg, dtype=np.float64):
     return x, k
 
 
+def _spec_of(cfg):
+    """The spec and output shape of a random configuration with ``_operands``' shapes."""
+    x_shape, k_shape = (2, *cfg["sp"], 2 * cfg["groups"]), (*cfg["ks"], 3, 2 * cfg["groups"])
+    return make_spec(x_shape, k_shape, cfg["s"], cfg["padding"], cfg["op"], None, cfg["d"], groups=cfg["groups"])
+
+
 def _valid(cfg):
     out = [
         (i - 1) * s + (k - 1) * d + 1 - lo - hi
@@ -177,16 +183,7 @@ def test_kernel_gradient_forms_agree(seed, x64):
         cfg = _random_config(rng)
         if not _valid(cfg):
             continue
-        spec, out = make_spec(
-            (2, *cfg["sp"], 2 * cfg["groups"]),
-            (*cfg["ks"], 3, 2 * cfg["groups"]),
-            cfg["s"],
-            cfg["padding"],
-            cfg["op"],
-            None,
-            cfg["d"],
-            groups=cfg["groups"],
-        )
+        spec, out = _spec_of(cfg)
         if 0 in out:
             continue
         x, k = _operands(rng, cfg)
@@ -247,16 +244,7 @@ def test_exact_phase_forms_match_reference(seed, x64):
         cfg = _random_config(rng)
         if not _valid(cfg) or all(v == 1 for v in cfg["s"]):
             continue
-        spec, out = make_spec(
-            (2, *cfg["sp"], 2 * cfg["groups"]),
-            (*cfg["ks"], 3, 2 * cfg["groups"]),
-            cfg["s"],
-            cfg["padding"],
-            cfg["op"],
-            None,
-            cfg["d"],
-            groups=cfg["groups"],
-        )
+        spec, out = _spec_of(cfg)
         if 0 in out:
             continue
         x, k = _operands(rng, cfg)

@@ -24,21 +24,15 @@ def test_run_check_every_algorithm():
             assert refused == 0
 
 
-def test_check_command_exit_codes():
-    ok = subprocess.run(
-        [sys.executable, "-m", "jaxconvt", "check", "--cases", "4", "--algorithms", "all"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxconvt", "check", *args], capture_output=True, text=True, cwd=ROOT, timeout=600
     )
+
+
+def test_check_command_exit_codes():
+    ok = _cli("--cases", "4", "--algorithms", "all")
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "PASS" in ok.stdout and "refused" in ok.stdout
-    bad = subprocess.run(
-        [sys.executable, "-m", "jaxconvt", "check", "--cases", "1", "--algorithms", "fft"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
+    bad = _cli("--cases", "1", "--algorithms", "fft")
     assert bad.returncode == 2 and "unknown algorithm" in bad.stderr
