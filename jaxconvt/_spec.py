@@ -18,7 +18,7 @@ from jaxconvt import _padding
 
 __all__ = ["ConvSpec", "make_spec", "normalize_data_format", "ALGORITHMS"]
 
-#: Forward algorithms ``conv_transpose`` can lower to (see ``_lowering``).
+#: Lowering algorithms ``conv_transpose`` accepts (see ``_lowering.choose_algorithm``); "dot" applies to every slot.
 ALGORITHMS = ("auto", "dilate", "pad", "phase", "dot")
 
 
@@ -34,7 +34,7 @@ class ConvSpec:
         negative values zero-extend.
       groups: number of channel groups.
       precision: passed through to ``lax.conv_general_dilated``.
-      algorithm: forward algorithm ("auto" chooses at lowering time).
+      algorithm: lowering algorithm ("auto" chooses at lowering time, per slot and platform).
     """
 
     kernel_size: tuple[int, ...]
