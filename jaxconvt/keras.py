@@ -85,22 +85,22 @@ class _JaxconvtConvTranspose:
         self,
         filters,
         kernel_size,
-        strides=1,
-        padding="valid",
-        output_padding=None,
-        data_format=None,
-        dilation_rate=1,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
         *,
-        groups=1,
+        strides,
+        padding,
+        output_padding,
+        data_format,
+        dilation_rate,
+        activation,
+        use_bias,
+        kernel_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        bias_regularizer,
+        activity_regularizer,
+        kernel_constraint,
+        bias_constraint,
+        groups,
         **kwargs,
     ):
         _check_backend(type(self).__name__)
@@ -294,10 +294,15 @@ class _JaxconvtConvTranspose:
         shape = (None, *([None] * n), spec.in_channels)
         if layer.data_format == "channels_first":
             shape = (None, spec.in_channels, *([None] * n))
-        layer.build(shape)
-        layer.kernel.assign(spec.kernel())
-        if spec.bias is not None:
-            layer.bias.assign(spec.bias)
+        # Build with the torch values as initial values (drawing random ones first would compile
+        # jax.random for nothing), then put the configured initialisers back for get_config.
+        initializers = layer.kernel_initializer, layer.bias_initializer
+        layer.kernel_initializer = lambda shape, dtype=None: keras.ops.cast(spec.kernel(), dtype)
+        layer.bias_initializer = lambda shape, dtype=None: keras.ops.cast(spec.bias, dtype)
+        try:
+            layer.build(shape)
+        finally:
+            layer.kernel_initializer, layer.bias_initializer = initializers
         return layer
 
 
@@ -335,6 +340,49 @@ class Conv1DTranspose(_JaxconvtConvTranspose, keras.layers.Conv1DTranspose):
 
     _rank = 1
 
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        *,
+        groups=1,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            groups=groups,
+            **kwargs,
+        )
+
 
 @keras.saving.register_keras_serializable(package="jaxconvt")
 class Conv2DTranspose(_JaxconvtConvTranspose, keras.layers.Conv2DTranspose):
@@ -365,6 +413,49 @@ class Conv2DTranspose(_JaxconvtConvTranspose, keras.layers.Conv2DTranspose):
 
     _rank = 2
 
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        output_padding=None,
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        *,
+        groups=1,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            groups=groups,
+            **kwargs,
+        )
+
 
 @keras.saving.register_keras_serializable(package="jaxconvt")
 class Conv3DTranspose(_JaxconvtConvTranspose, keras.layers.Conv3DTranspose):
@@ -394,6 +485,49 @@ class Conv3DTranspose(_JaxconvtConvTranspose, keras.layers.Conv3DTranspose):
     """
 
     _rank = 3
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1, 1),
+        padding="valid",
+        data_format=None,
+        output_padding=None,
+        dilation_rate=(1, 1, 1),
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        *,
+        groups=1,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            groups=groups,
+            **kwargs,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
