@@ -161,7 +161,7 @@ def test_grid_values_and_gradients_equal_keras_s():
     ]
     cots = [c.astype(np.float32) for c in cots]
     mine, ref = _value_and_grads(ours, xs, cots), _value_and_grads(refs, xs, cots)
-    for (n, kwargs, shape), a, b in zip(GRID, mine, ref):
+    for (_, kwargs, shape), a, b in zip(GRID, mine, ref):
         assert len(a) == len(b) == 2 + 1 + kwargs["use_bias"]
         for what, va, vb in zip(("output", "d/dx", "d/dkernel", "d/dbias"), a, b):
             _close(va, vb, f"{what} for {kwargs} on input {shape}")
@@ -374,7 +374,7 @@ def test_enable_disable_restore_exactly():
             with jk.enabled():
                 pass
             assert jk.is_enabled()  # the inner block leaves the outer state
-            1 / 0
+            raise ZeroDivisionError
     assert _backend_conv_transpose() is original
 
 
@@ -404,11 +404,11 @@ def test_opt_in_values_and_gradients_equal_keras_s():
         for xs, ks, _ in OPT_IN_CASES
     ]
 
+    def loss(x, k, kw):
+        return jnp.sum(jnp.sin(keras.ops.conv_transpose(x, k, **kw)))
+
     def run(x_and_k):
-        return [
-            jax.value_and_grad(lambda x, k: jnp.sum(jnp.sin(keras.ops.conv_transpose(x, k, **kw))), argnums=(0, 1))(x, k)
-            for (x, k), (_, _, kw) in zip(x_and_k, OPT_IN_CASES)
-        ]  # fmt: skip
+        return [jax.value_and_grad(loss, argnums=(0, 1))(x, k, kw) for (x, k), (_, _, kw) in zip(x_and_k, OPT_IN_CASES)]
 
     # (new function objects each time: JAX reuses the trace of a function it has traced before)
     ref = jax.jit(lambda a: run(a))(args)
@@ -417,7 +417,7 @@ def test_opt_in_values_and_gradients_equal_keras_s():
         mine = jax.jit(lambda a: run(a))(args)
     # the first four go through jaxconvt (forward, input and kernel gradients); the last is Keras's
     assert jaxpr.count("jaxconvt_conv_transpose") == 3 * 4 and jaxpr.count("conv_general_dilated") == 3
-    for (xs, ks, kw), (va, ga), (vb, gb) in zip(OPT_IN_CASES, mine, ref):
+    for (_, _, kw), (va, ga), (vb, gb) in zip(OPT_IN_CASES, mine, ref):
         _close(va, vb, f"value {kw}")
         for a, b in zip(ga, gb):
             _close(a, b, f"gradient {kw}")
