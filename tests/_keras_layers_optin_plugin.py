@@ -3,8 +3,9 @@
 ``tests/test_layers_keras.py`` runs Keras's own ``conv_transpose`` tests (shipped in the keras
 wheel) in a child pytest with ``-p tests._keras_layers_optin_plugin``. The plugin enables the
 opt-in before any test runs (and turns off ``jax_threefry_partitionable``, see below), counts
-the calls that jaxconvt computes and those it hands back to Keras's implementation, and writes ``{"jaxconvt": n, "keras": m, "enabled_at_end": bool}``
-to the JSON file named by ``JAXCONVT_OPTIN_COUNTS`` when the session ends.
+the calls that jaxconvt computes and those it hands back to Keras's implementation, and
+writes ``{"jaxconvt": n, "keras": m, "enabled_at_end": bool}`` to the JSON file named by
+``JAXCONVT_OPTIN_COUNTS`` when the session ends.
 """
 
 from __future__ import annotations
