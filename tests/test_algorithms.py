@@ -24,7 +24,7 @@ import pytest
 
 import jaxconvt
 from jaxconvt import _lowering, _primitive
-from jaxconvt._lowering import forward, kernel_grad, phase
+from jaxconvt._lowering import forward, kernel_grad, phase, rules
 from jaxconvt._spec import make_spec
 from tests.reference import keras_crop, scatter_conv_transpose
 
@@ -88,8 +88,12 @@ def test_choose_dot_for_bfloat16_on_cpu():
     assert choose(spec, bf16, "gpu", big) == "phase"
     assert choose(spec, bf16, None, big) == "phase"
     assert choose(spec, bf16, "cpu", (1, 8, 8, 64)) == "phase"  # 4096 elements: overhead-bound
-    holes, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=3)  # shifts {0, 3}: not contiguous
+    holes, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=(3, 1))  # shifts {0, 3}: not contiguous
     assert choose(holes, bf16, "cpu", big) == "phase"
+    # a phase form doing >= SCATTER_MIN_WASTE times the useful work: the definition, tap by tap
+    sparse, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=3)  # waste 2.5 per dimension
+    assert _lowering.phase_waste(sparse.kernel_size, sparse) >= rules.SCATTER_MIN_WASTE
+    assert choose(sparse, bf16, "cpu", big) == choose(sparse, jnp.float32, None, big) == "scatter"
     huge, _ = make_spec((1, 64, 64, 64), (9, 9, 32, 64), 2)  # 81 taps > DOT_MAX_TAPS
     assert choose(huge, bf16, "cpu", big) == "phase"
     # the whole training step lowers to matrix products on CPU: no convolution left in any slot
@@ -161,7 +165,7 @@ def test_auto_never_zero_inserts_in_any_slot(ndim, kernel, strides, padding, out
     grad2 = jax.grad(lambda x, k: jnp.sum(jax.grad(loss, argnums=(0, 1))(x, k)[1] ** 2), argnums=(0, 1))
     forward = _conv_windows(jax.jit(f).lower(x, k).as_text())
     # One convolution; on CPU one per group (groups <= MAX_SPLIT_GROUPS are split there).
-    per_group = jax.default_backend() == "cpu" and groups <= _primitive.MAX_SPLIT_GROUPS
+    per_group = jax.default_backend() == "cpu" and groups <= _lowering.MAX_SPLIT_GROUPS
     assert len(forward) == (groups if per_group else 1), forward
     assert all(set(stride) == {1} for stride, _ in forward), forward
     for fn in (f, jax.grad(loss, argnums=(0, 1)), grad2):
@@ -204,7 +208,9 @@ def test_kernel_gradient_selection():
 
     def dots(x_shape, k_shape, groups=1):
         spec, out = make_spec(x_shape, k_shape, 2, "same", groups=groups)
-        fn = lambda x, y: _lowering.k_from_xy(x, y, spec, np.float32)
+        if _lowering.choose("k", x_shape, out, np.float32, spec).name == "direct":
+            return 0
+        fn = lambda x, y: kernel_grad.k_phase(x, y, spec, np.float32)
         return str(jax.make_jaxpr(fn)(jnp.ones(x_shape), jnp.ones(out))).count("dot_general")
 
     assert dots((4, 32, 32, 32), (4, 4, 32, 32)) == 4  # one product per tap of the 2x2 phase window
@@ -281,7 +287,7 @@ def test_exact_phase_selection():
     assert not use(dcgan, 256, 128, True, "y")  # one class: nothing to split even when forced
 
     def convs(x_shape, k_shape):
-        fn = lambda x, k: _lowering.y_from_xk(x, k, make_spec(x_shape, k_shape, 2, 1, 1)[0], np.float32)
+        fn = lambda x, k: forward.y_phase(x, k, make_spec(x_shape, k_shape, 2, 1, 1)[0], np.float32)
         return str(jax.make_jaxpr(fn)(jnp.ones(x_shape), jnp.ones(k_shape))).count("conv_general_dilated")
 
     assert convs((1, 16, 16, 512), (3, 3, 256, 512)) == 4  # 2 classes per dimension

@@ -44,18 +44,28 @@ def phase_classes(k: int, s: int, d: int, w: int) -> tuple[tuple[int, int, int, 
     taps and phase 1 with one. When some phase's shifts are not contiguous (a dilation that
     shares a factor with the stride) the whole dimension is one run over the full window.
     """
-    ranges = []
-    for r in range(s):
-        shifts = sorted({(j * d) // s for j in range(k) if (j * d) % s == r})
-        if shifts and shifts != list(range(shifts[0], shifts[-1] + 1)):
-            return ((0, s, 0, w),)
-        ranges.append((w - 1 - shifts[-1], w - shifts[0]) if shifts else (0, 0))
-    runs = []
-    for r, taps in enumerate(ranges):
-        if runs and runs[-1][2:] == taps:
-            runs[-1] = (runs[-1][0], r + 1, *taps)
+    shifts_of: dict[int, list[int]] = {}
+    for j in range(k):  # O(k): only the phases that hold a tap are visited, whatever the stride
+        shifts_of.setdefault((j * d) % s, []).append((j * d) // s)
+    runs: list[tuple[int, int, int, int]] = []
+
+    def extend(r0: int, r1: int, taps: tuple[int, int]) -> None:
+        if runs and runs[-1][1] == r0 and runs[-1][2:] == taps:
+            runs[-1] = (runs[-1][0], r1, *taps)
         else:
-            runs.append((r, r + 1, *taps))
+            runs.append((r0, r1, *taps))
+
+    done = 0
+    for r in sorted(shifts_of):
+        shifts = shifts_of[r]  # ascending, as j ascends
+        if shifts != list(range(shifts[0], shifts[-1] + 1)):
+            return ((0, s, 0, w),)
+        if r > done:
+            extend(done, r, (0, 0))  # phases without taps
+        extend(r, r + 1, (w - 1 - shifts[-1], w - shifts[0]))
+        done = r + 1
+    if done < s:
+        extend(done, s, (0, 0))
     return tuple(runs)
 
 
@@ -249,6 +259,17 @@ def over_classes(plan: PhasePlan, block, phase_axis: int):
 def class_shape(combo):
     """Phases per dimension and window taps per dimension of one class combination."""
     return tuple(r1 - r0 for r0, r1, _, _ in combo), tuple(t1 - t0 for _, _, t0, t1 in combo)
+
+
+def structural_zeros(plan: PhasePlan, exact: bool) -> bool:
+    """Whether the phase form multiplies structural zeros of the combined kernel (with the
+    input): the common window does wherever a phase lacks a window tap, the exact form only
+    where a class has holes (``phase_classes`` then falls back to the full window)."""
+    for k, s, w, classes in zip(plan.kernel_size, plan.strides, plan.window, plan.classes):
+        used = sum((r1 - r0) * (t1 - t0) for r0, r1, t0, t1 in classes) if exact else s * w
+        if used != k:
+            return True
+    return False
 
 
 def exact_classes(spec: ConvSpec) -> bool:
