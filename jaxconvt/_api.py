@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,44 +11,89 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconvt import _primitive
-from jaxconvt._spec import make_spec, normalize_data_format
+from jaxconvt._spec import make_spec, normalize_data_format, shape_tuple
 
 __all__ = ["conv_transpose", "conv_transpose_output_shape"]
 
 
-def _as_array(value: Any, name: str):
-    if isinstance(value, (jax.Array, np.ndarray)) or hasattr(value, "aval"):
+#: The dtypes the op computes in (operands and ``preferred_element_type``).
+DTYPES = tuple(np.dtype(d) for d in ("float16", jnp.bfloat16, "float32", "float64", "complex64", "complex128"))
+_DTYPE_NAMES = ", ".join(d.name for d in DTYPES)
+
+
+def as_operand(value: Any, name: str):
+    """An operand of the op (named ``name`` in errors) -> an array of a supported dtype.
+
+    JAX and numpy arrays (and tracers) pass through after their dtype is checked; anything else
+    goes through ``jnp.asarray``. The adapters call this with their own argument names.
+    """
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)) or hasattr(value, "aval"):
         arr = value
+    elif value is None:
+        raise TypeError(f"`{name}` must be an array of floating-point or complex numbers; got None.")
     else:
         try:
             arr = jnp.asarray(value)
         except (TypeError, ValueError) as err:
             raise TypeError(f"`{name}` must be an array of floating-point or complex numbers; got {value!r}.") from err
     dtype = np.dtype(arr.dtype)
-    if not jnp.issubdtype(dtype, jnp.inexact):
+    if dtype not in DTYPES:
         raise TypeError(
-            f"`{name}` must have a floating-point or complex dtype (float16, bfloat16, float32, "
-            f"float64, complex64, complex128); got dtype {dtype.name}. Cast it first, e.g. "
-            f"`{name}.astype(jnp.float32)`."
+            f"`{name}` must have a floating-point or complex dtype ({_DTYPE_NAMES}); got dtype {dtype.name}. "
+            f"Cast it first, e.g. `{name}.astype(jnp.float32)`."
         )
     return arr
 
 
-def _out_dtype(inputs, kernel, preferred_element_type):
-    if preferred_element_type is None:
-        return np.dtype(jnp.result_type(inputs.dtype, kernel.dtype))
+def _requested_dtype(requested: Any) -> np.dtype:
+    """``preferred_element_type`` -> the dtype JAX would give an explicitly requested dtype.
+
+    As in ``jnp.zeros(..., dtype=...)``: the Python types ``float`` and ``complex`` mean JAX's
+    default float and complex dtypes; a 64-bit dtype while x64 is off is truncated to 32 bits
+    with JAX's "Explicitly requested dtype" UserWarning (or refused / kept, following
+    ``jax_explicit_x64_dtypes``).
+    """
     try:
-        dtype = np.dtype(preferred_element_type)
+        dtype = np.dtype(requested)
     except TypeError as err:
-        raise TypeError(f"`preferred_element_type` must be None or a dtype; got {preferred_element_type!r}.") from err
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(f"`preferred_element_type` must be a floating-point or complex dtype; got {dtype.name}.")
-    operands = jnp.result_type(inputs.dtype, kernel.dtype)
+        raise TypeError(f"`preferred_element_type` must be None or a dtype; got {requested!r}.") from err
+    if dtype not in DTYPES:
+        raise TypeError(
+            f"`preferred_element_type` must be None or a floating-point or complex dtype ({_DTYPE_NAMES}); "
+            f"got {dtype.name}."
+        )
+    canonical = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    if requested is float or requested is complex or canonical == dtype:
+        return canonical
+    mode = getattr(getattr(jax.config, "jax_explicit_x64_dtypes", None), "name", "WARN")
+    if mode == "ALLOW":
+        return dtype
+    if mode == "ERROR":
+        raise ValueError(
+            f"`preferred_element_type` {dtype.name} is not available: x64 is disabled and "
+            "jax_explicit_x64_dtypes='error'. Enable x64 (jax_enable_x64) or ask for "
+            f"{canonical.name}; got preferred_element_type={requested!r}."
+        )
+    warnings.warn(
+        f"Explicitly requested dtype {dtype.name} requested in conv_transpose is not available, and will be "
+        f"truncated to dtype {canonical.name}. To enable more dtypes, set the jax_enable_x64 configuration option "
+        "or the JAX_ENABLE_X64 shell environment variable. See https://github.com/jax-ml/jax#current-gotchas for more.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return canonical
+
+
+def _out_dtype(inputs, kernel, preferred_element_type):
+    operands = np.dtype(jnp.result_type(inputs.dtype, kernel.dtype))
+    if preferred_element_type is None:
+        return operands
+    dtype = _requested_dtype(preferred_element_type)
     if jnp.issubdtype(dtype, jnp.complexfloating) != jnp.issubdtype(operands, jnp.complexfloating):
         raise TypeError(
             "`preferred_element_type` must be complex exactly when the operands are (it sets the "
             f"accumulation and output precision, not the kind); got {dtype.name} for operands of dtype "
-            f"{np.dtype(operands).name}."
+            f"{operands.name}."
         )
     return dtype
 
@@ -128,8 +174,8 @@ def conv_transpose(
       ...                         strides=2, padding="same").shape
       (2, 16, 16, 32)
     """
-    inputs = _as_array(inputs, "inputs")
-    kernel = _as_array(kernel, "kernel")
+    inputs = as_operand(inputs, "inputs")
+    kernel = as_operand(kernel, "kernel")
     spec, out_shape = make_spec(
         inputs.shape,
         kernel.shape,
@@ -182,13 +228,8 @@ def conv_transpose_output_shape(
       ...                                      padding=1, output_padding=1)
       (8, 32, 32, 32)
     """
-    try:
-        input_shape = tuple(int(v) for v in input_shape)
-        kernel_shape = tuple(int(v) for v in kernel_shape)
-    except TypeError as err:
-        raise TypeError(
-            f"`input_shape` and `kernel_shape` must be sequences of ints; got {input_shape!r} and {kernel_shape!r}."
-        ) from err
+    input_shape = shape_tuple(input_shape, "input_shape")
+    kernel_shape = shape_tuple(kernel_shape, "kernel_shape")
     _, out_shape = make_spec(
         input_shape,
         kernel_shape,

@@ -359,7 +359,8 @@ def test_bad_data_format(data_format, exc, match):
         (
             {"preferred_element_type": jnp.int32},
             TypeError,
-            "`preferred_element_type` must be a floating-point or complex dtype; got int32.",
+            "`preferred_element_type` must be None or a floating-point or complex dtype (float16, bfloat16, float32, "
+            "float64, complex64, complex128); got int32.",
         ),
         (
             {"preferred_element_type": "nope"},
