@@ -85,7 +85,7 @@ def _requested_dtype(requested: Any) -> np.dtype:
 
 
 def _out_dtype(inputs, kernel, preferred_element_type):
-    operands = np.dtype(jnp.result_type(inputs.dtype, kernel.dtype))
+    operands = np.dtype(jnp.result_type(inputs, kernel))  # arrays, not dtypes: no x64 warning for numpy float64
     if preferred_element_type is None:
         return operands
     dtype = _requested_dtype(preferred_element_type)

@@ -84,7 +84,8 @@ def _same_dtypes(x, weight, bias) -> None:
     if bias is not None:
         dtypes["bias"] = np.dtype(bias.dtype)
     if len(set(dtypes.values())) > 1:
-        names = " and ".join(f"`{name}`" for name in dtypes)
+        names = [f"`{name}`" for name in dtypes]
+        names = " and ".join([", ".join(names[:-1]), names[-1]])
         shown = ", ".join(f"{name} dtype {dtype.name}" for name, dtype in dtypes.items())
         raise TypeError(f"{names} must have the same dtype (torch does not promote them); got {shown}.")
 
