@@ -125,10 +125,13 @@ def conv_transpose(
     Args:
       inputs: array of rank ``N + 2``: ``(batch, *spatial, channels)`` for
         ``channels_last`` (default) or ``(batch, channels, *spatial)`` for
-        ``channels_first``. Floating-point or complex.
+        ``channels_first``. Of dtype float16, bfloat16, float32, float64, complex64 or
+        complex128 (as JAX holds it: numpy float64 is float32 unless x64 is enabled).
       kernel: array ``(*kernel_spatial, out_channels // groups, in_channels)`` (Keras's
         layout; note output channels come before input channels).
-      strides: int or ``N`` ints, each >= 1.
+      strides: int or ``N`` ints, each >= 1. Here and in every integer argument a numpy
+        integer or 0-d integer array counts as an int (a bool or float one is refused), and
+        values must fit XLA's int64 sizes (at most ``2**63 - 1``).
       padding: ``"valid"`` or ``"same"`` (any case) with Keras's meaning, or explicit
         crops with PyTorch's meaning: an int ``p`` (crop ``p`` from both ends of every
         spatial dimension), ``N`` ints, or ``N`` ``(low, high)`` pairs; non-negative.
@@ -145,7 +148,13 @@ def conv_transpose(
         ``output_padding`` reaches it. Not together with ``output_padding``.
       precision: passed to ``lax.conv_general_dilated`` (e.g. ``"highest"``).
       preferred_element_type: output dtype; by default the promoted dtype of ``inputs``
-        and ``kernel``. float16 and bfloat16 operands always accumulate in float32.
+        and ``kernel``. float16 and bfloat16 operands always accumulate in float32. One of
+        the six operand dtypes, complex exactly when the operands are; given as JAX takes an
+        explicitly requested dtype: ``float`` / ``complex`` mean JAX's default dtypes, and
+        float64 / complex128 while x64 is off become float32 / complex64 with JAX's
+        "Explicitly requested dtype" ``UserWarning`` (a ``ValueError`` or kept, following
+        ``jax_explicit_x64_dtypes``), identically eagerly, under ``jit``, ``grad`` and
+        ``eval_shape``.
       algorithm: lowering algorithm (keyword-only), one of ``"auto"`` (default: picks the
         fastest for the platform, dtype and static shapes; see the design page),
         ``"phase"`` (sub-pixel decomposition: stride-1 convolutions over the output phases
@@ -159,9 +168,13 @@ def conv_transpose(
       shape ``conv_transpose_output_shape(inputs.shape, kernel.shape, ...)``.
 
     Raises:
-      TypeError: an argument of the wrong type, or an integer/bool dtype.
-      ValueError: inconsistent shapes or out-of-range values. Both are raised at trace
-        time, identically under ``jax.jit``.
+      TypeError: an argument of the wrong type, or an operand or ``preferred_element_type``
+        of a dtype other than the six above (integers, bools, float8, ``np.longdouble``).
+      ValueError: inconsistent shapes or out-of-range values, including an integer
+        argument beyond ``2**63 - 1`` and arguments whose output (or uncropped result) would
+        have a size beyond ``2**63 - 1`` or more than ``2**56`` elements (XLA computes sizes
+        in bytes as int64 and aborts the process when they overflow). Both are raised at
+        trace time, identically under ``jax.jit``, in time independent of the stride.
 
     Example:
       >>> import jax.numpy as jnp
@@ -214,13 +227,18 @@ def conv_transpose_output_shape(
     """Output shape of :func:`conv_transpose` from shapes alone, with the same validation.
 
     Args:
-      input_shape: shape of ``inputs``.
-      kernel_shape: shape of ``kernel``.
+      input_shape: shape of ``inputs``: a sequence of ints (numpy integers and 0-d integer
+        arrays count), each in ``[0, 2**63)``.
+      kernel_shape: shape of ``kernel``, likewise.
       strides, padding, output_padding, data_format, dilation_rate, groups, output_shape:
         as for :func:`conv_transpose`.
 
     Returns:
       The full output shape (batch, spatial and channels in ``data_format`` order).
+
+    Raises:
+      TypeError, ValueError: as :func:`conv_transpose` for the same shapes, and for shapes
+        that are not sequences of ints (``4.7``, ``"2"``, ``True``) or have negative sizes.
 
     Example:
       >>> import jaxconvt

@@ -205,7 +205,10 @@ def conv_transpose(
       ``Y`` of shape ``(N, M, *out)`` and the promoted dtype of ``X``, ``W`` and ``B``.
 
     Raises:
-      TypeError, ValueError: for attributes or shapes the operator does not allow.
+      TypeError, ValueError: for attributes or shapes the operator does not allow, naming the
+        operator's input or attribute: operands that are not arrays of float16, bfloat16,
+        float32, float64, complex64 or complex128 (``TypeError``), ints beyond int64 (ONNX's
+        ints) and sizes beyond what XLA's int64 arithmetic holds (``ValueError``).
 
     Example:
       >>> import jax.numpy as jnp

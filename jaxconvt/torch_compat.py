@@ -3,7 +3,31 @@
 Same signatures, defaults, layouts, argument rules and results as PyTorch (checked against
 torch 2.13 in the test suite): input ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``,
 weight ``(C_in, C_out // groups, *kernel)``, optional bias ``(C_out,)``. Where PyTorch refuses
-a call, these raise ``ValueError`` (bad values) or ``TypeError`` (bad types) at trace time.
+a call, these raise ``ValueError`` (bad values) or ``TypeError`` (bad types and dtypes) at
+trace time, with the three exceptions listed below.
+
+Dtypes follow torch (CPU): ``input``, ``weight`` and ``bias`` must all have one dtype (torch
+does not promote them), one of float16, bfloat16, float32, float64, complex64 and complex128,
+and the output has it. Dtypes are judged as given (torch tensor, numpy or JAX array), before
+JAX canonicalises them; the computation then runs in JAX's dtype, so float64 operands compute
+in float32 unless x64 is enabled. Torch tensors of any of these dtypes are accepted (detached
+and copied to host; bfloat16, conjugate and non-contiguous ones included).
+
+Where this module and torch 2.13 differ:
+
+* int64: torch CPU computes int64 x int64 (torch CUDA does not); this module raises a
+  ``TypeError`` naming the int64 operand, as jaxconvt computes floating-point and complex
+  numbers only. Cast to float64 (exact while every sum stays below ``2**53``).
+* A real ``bias`` of another real dtype than the output: torch refuses it in 3-D and in some
+  1-D / 2-D configurations, and casts it to the output dtype in others (it depends on the
+  backend torch picks for the shapes); this module always refuses it.
+* A numpy 0-d integer array for ``stride``, ``padding``, ``output_padding`` or ``dilation``
+  counts as an int, as it does for ``groups`` in torch (torch 2.13 fails with an internal
+  assertion on the tuple arguments).
+
+Integers must fit int64 (torch's and XLA's ints), and so must the sizes they give; beyond that
+these raise ``ValueError``, as torch does for ints beyond int64 (for sizes beyond it torch
+raises ``RuntimeError`` with messages that show the overflowed values).
 
 Each function is a thin adapter: the weight is transposed into jaxconvt's kernel layout
 (:func:`kernel_from_torch`) and the call goes to :func:`jaxconvt.conv_transpose` with
@@ -140,8 +164,13 @@ def kernel_from_torch(weight, groups: int = 1):
       groups: the layer's number of groups; ``C_in`` must be divisible by it.
 
     Returns:
-      A JAX array of shape ``(*k, C_out // groups, C_in)``. Inside ``jax.jit`` or ``grad`` it is
-      a plain transpose, so gradients flow back to a JAX ``weight``.
+      A JAX array of shape ``(*k, C_out // groups, C_in)`` and ``weight``'s dtype. Inside
+      ``jax.jit`` or ``grad`` it is a plain transpose, so gradients flow back to a JAX ``weight``.
+
+    Raises:
+      TypeError: ``weight`` is not an array of one of the six floating-point and complex dtypes
+        (float16, bfloat16, float32, float64, complex64, complex128).
+      ValueError: a rank below 3, or ``C_in`` not divisible by ``groups``.
 
     Example:
       >>> import numpy as np
@@ -180,6 +209,9 @@ def kernel_to_torch(kernel, groups: int = 1):
     Returns:
       A JAX array of shape ``(C_in, C_out // groups, *k)``; copy it into a torch layer with
       ``torch.from_numpy(np.asarray(w))``.
+
+    Raises:
+      TypeError, ValueError: as :func:`kernel_from_torch`, naming ``kernel``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -376,7 +408,8 @@ def conv_transpose1d(
       ``L_out = (L - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
 
     Raises:
-      TypeError, ValueError: where PyTorch refuses the arguments.
+      TypeError, ValueError: where PyTorch refuses the arguments (dtypes included), and for
+        int64 operands and a bias of another dtype (see the module docstring).
 
     Example:
       >>> import jax.numpy as jnp
@@ -422,7 +455,8 @@ def conv_transpose2d(
       ``(i - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
 
     Raises:
-      TypeError, ValueError: where PyTorch refuses the arguments.
+      TypeError, ValueError: where PyTorch refuses the arguments (dtypes included), and for
+        int64 operands and a bias of another dtype (see the module docstring).
 
     Example:
       >>> import jax.numpy as jnp
@@ -469,7 +503,8 @@ def conv_transpose3d(
       ``(i - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
 
     Raises:
-      TypeError, ValueError: where PyTorch refuses the arguments.
+      TypeError, ValueError: where PyTorch refuses the arguments (dtypes included), and for
+        int64 operands and a bias of another dtype (see the module docstring).
 
     Example:
       >>> import jax.numpy as jnp
