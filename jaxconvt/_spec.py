@@ -177,6 +177,8 @@ def check_sizes_fit(
             f"{names} must keep every size {_INT64_RULE}: the uncropped result would have spatial shape "
             f"{tuple(full)} and the output {tuple(out)}; got {got}."
         )
+    # A symbolic batch size (jax.export) cannot be checked here: it counts as 1.
+    batch = batch if isinstance(batch, (int, np.integer)) else 1
     elements = math.prod(max(v, 1) for v in (batch, max(channels), *(max(f, o) for f, o in zip(full, out))))
     if elements > MAX_ELEMENTS:
         raise ValueError(
