@@ -12,7 +12,8 @@ Contents:
   ``from_torch`` needs from a ``torch.nn.ConvTranspose{1,2,3}d`` (plain, with
   ``torch.nn.utils.weight_norm`` or with ``torch.nn.utils.parametrizations.weight_norm``), as
   numpy arrays and tuples; :func:`check_torch_padding_mode` refuses a ``padding_mode`` other
-  than ``'zeros'``.
+  than ``'zeros'``; :func:`check_from_torch_kwargs` refuses keyword arguments that the module
+  already determines.
 - :func:`torch_crops`: PyTorch's explicit padding plus ``output_padding`` -> jaxconvt crops.
 - :func:`conv_transpose_crops`: :func:`jaxconvt.conv_transpose` for arbitrary ``(lo, hi)``
   crops, negative ones (zero-extension) included; the single call every layer makes.
@@ -21,7 +22,9 @@ Contents:
 - The Flax conventions, shared by ``jaxconvt.nnx`` and ``jaxconvt.linen``:
   :func:`flax_crops` (``lax.conv_transpose``'s padding of the dilated input -> crops),
   :func:`flax_kernel_to_jaxconvt` / :func:`jaxconvt_kernel_to_flax` (the ``transpose_kernel``
-  layouts, with groups), :func:`flax_circular_wrap` (Flax's ``'CIRCULAR'`` post-processing).
+  layouts, with groups), :func:`flax_circular_wrap` (Flax's ``'CIRCULAR'`` post-processing),
+  :func:`flax_padding`, :func:`flax_kernel_shape` and :func:`flax_conv_transpose` (the body of
+  both layers' ``__call__``).
 
 Crops: jaxconvt scatters every input element into a "full" output of length
 ``(i - 1) * s + (k - 1) * d + 1`` per spatial dimension and crops ``(lo, hi)`` from its ends; a
@@ -43,11 +46,15 @@ __all__ = [
     "TorchConvTranspose",
     "check_groups",
     "check_output_padding",
+    "check_from_torch_kwargs",
     "check_torch_padding_mode",
     "conv_transpose_crops",
     "flax_circular_wrap",
     "flax_crops",
+    "flax_conv_transpose",
+    "flax_kernel_shape",
     "flax_kernel_to_jaxconvt",
+    "flax_padding",
     "import_framework",
     "int_tuple",
     "jaxconvt_kernel_to_flax",
@@ -331,6 +338,121 @@ def flax_circular_wrap(y, input_spatial: tuple[int, ...], strides: tuple[int, ..
     return y
 
 
+FLAX_PADDING_STRINGS = ("SAME", "VALID", "CIRCULAR")
+
+
+def flax_padding(padding: Any, n: int) -> str | tuple[tuple[int, int], ...]:
+    """Flax's ``padding`` -> ``'SAME'``, ``'VALID'``, ``'CIRCULAR'`` (any case accepted) or ``n`` pairs.
+
+    Accepts what Flax's ``canonicalize_padding`` accepts (an int, or ``n`` ints or ``(low, high)``
+    pairs) plus lists as pairs and lower-case strings; raises ``ValueError`` otherwise.
+    """
+    rule = (
+        f"'SAME', 'VALID', 'CIRCULAR' (any case), an int, or a sequence of {n} ints or (low, high) pairs of ints "
+        "(Flax's padding of the stride-dilated input)"
+    )
+    if isinstance(padding, str):
+        if padding.upper() in FLAX_PADDING_STRINGS:
+            return padding.upper()
+        raise ValueError(
+            f"`padding` must be {rule}; got padding={padding!r} (Flax's ConvTranspose does not run it either)."
+        )
+    return _pairs(padding, n, "padding", rule)
+
+
+def flax_kernel_shape(
+    kernel_size: tuple[int, ...], in_features: int, out_features: int, transpose_kernel: bool, groups: int
+) -> tuple[int, ...]:
+    """Shape of a Flax ``ConvTranspose`` kernel, with groups (``groups=1``: exactly Flax's).
+
+    ``transpose_kernel=False``: ``(*k, in // G, out)``; ``True``: ``(*k, out // G, in)``.
+    """
+    if transpose_kernel:
+        return (*kernel_size, out_features // groups, in_features)
+    return (*kernel_size, in_features // groups, out_features)
+
+
+def flax_conv_transpose(
+    inputs,
+    kernel,
+    bias,
+    *,
+    strides: Any,
+    padding: Any,
+    kernel_dilation: Any,
+    transpose_kernel: bool,
+    groups: Any,
+    output_padding: Any,
+    torch_padding: Any,
+    precision: Any,
+    preferred_element_type: Any,
+):
+    """Flax ``ConvTranspose.__call__`` after the parameters are read, masked and promoted.
+
+    Flattens the batch dimensions (adding one when there is none) as Flax does, runs
+    :func:`conv_transpose_crops` with the Flax crops (or ``torch_padding``'s), wraps for
+    ``'CIRCULAR'``, adds the bias (``y += bias``, Flax's dtype rule) and restores the batch shape.
+    All checks run at trace time on static shapes.
+    """
+    import jax.numpy as jnp
+
+    n = kernel.ndim - 2
+    strides = int_tuple(1 if strides is None else strides, n, "strides", minimum=1)
+    dilation = int_tuple(1 if kernel_dilation is None else kernel_dilation, n, "kernel_dilation", minimum=1)
+    groups = check_groups(groups, None, None)
+    op = check_output_padding(output_padding, strides, dilation)
+    mode = flax_padding(padding, n)
+    if transpose_kernel:
+        c_in, c_out = kernel.shape[-1], kernel.shape[-2] * groups
+    else:
+        c_in, c_out = kernel.shape[-2] * groups, kernel.shape[-1]
+        check_groups(groups, None, c_out)
+    if inputs.ndim < n + 1 or inputs.shape[-1] != c_in:
+        raise ValueError(
+            f"`inputs` must have shape (*batch, *spatial, {c_in}) with {n} spatial dimensions for a kernel of shape "
+            f"{tuple(kernel.shape)} (transpose_kernel={transpose_kernel}, groups={groups}); got shape "
+            f"{tuple(inputs.shape)}."
+        )
+    if torch_padding is not None:
+        if mode != "SAME":
+            raise ValueError(
+                "`torch_padding` replaces `padding`: leave `padding` at its default 'SAME' when giving "
+                f"`torch_padding`; got padding={padding!r}, torch_padding={torch_padding!r}."
+            )
+        crops = torch_crops(torch_padding, op)
+    elif mode == "CIRCULAR":
+        if any(op):
+            raise ValueError(
+                "`output_padding` must be zero with padding='CIRCULAR' (the output wraps to input size * strides); "
+                f"got output_padding={op}."
+            )
+        crops = flax_crops("VALID", kernel.shape[:n], strides, dilation)
+    else:
+        crops = flax_crops(mode, kernel.shape[:n], strides, dilation)
+        crops = tuple((lo, hi - o) for (lo, hi), o in zip(crops, op))
+
+    batch_shape = inputs.shape[: inputs.ndim - n - 1]
+    if len(batch_shape) != 1:
+        inputs = jnp.reshape(inputs, (-1, *inputs.shape[len(batch_shape) :]))
+    y = conv_transpose_crops(
+        inputs,
+        flax_kernel_to_jaxconvt(kernel, transpose_kernel, groups),
+        strides,
+        crops,
+        dilation,
+        groups=groups,
+        precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+    if mode == "CIRCULAR" and torch_padding is None:
+        y = flax_circular_wrap(y, inputs.shape[1:-1], strides, transpose_kernel)
+    if bias is not None:
+        y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+    if len(batch_shape) != 1:
+        y = jnp.reshape(y, batch_shape + y.shape[1:])
+    return y
+
+
 # --------------------------------------------------------------------------- torch
 
 
@@ -450,4 +572,15 @@ def check_torch_padding_mode(info: TorchConvTranspose, *, layer: str, supported:
         raise ValueError(
             f"`padding_mode` {info.padding_mode!r} of the torch module is not supported by {layer}; it supports "
             f"{', '.join(repr(m) for m in supported)} (the only padding_mode torch's ConvTranspose runs)."
+        )
+
+
+def check_from_torch_kwargs(kwargs: dict, taken: Sequence[str], *, layer: str) -> None:
+    """Raises ``TypeError`` if ``kwargs`` sets a constructor argument that ``from_torch`` takes from the module."""
+    clash = [name for name in taken if name in kwargs]
+    if clash:
+        raise TypeError(
+            f"{layer} takes {', '.join(f'`{name}`' for name in clash)} from the torch module; leave "
+            f"{'it' if len(clash) == 1 else 'them'} out of the keyword arguments; got "
+            f"{', '.join(f'{name}={kwargs[name]!r}' for name in clash)}."
         )
