@@ -57,9 +57,8 @@ class ConvTranspose(_nn.ConvTranspose):
     restored, no batch dimension is allowed, as in Flax. Any number of spatial dimensions works.
 
     Attributes:
-      features, kernel_size, strides, padding, kernel_dilation, use_bias, mask, dtype, param_dtype,
-        precision, kernel_init, bias_init, transpose_kernel, promote_dtype,
-        preferred_element_type: as for ``flax.linen.ConvTranspose``.
+      features, kernel_size, strides, padding, kernel_dilation, use_bias, mask, dtype, param_dtype, precision,
+      kernel_init, bias_init, transpose_kernel, promote_dtype, preferred_element_type: as for Flax's layer.
       groups: (keyword-only, default 1) channel groups, as PyTorch's ``groups``: input channel
         group ``g`` feeds only output channel group ``g``. The input features and ``features``
         must be divisible by it. The kernel has shape ``(*kernel_size, in_features // groups,
@@ -97,8 +96,8 @@ class ConvTranspose(_nn.ConvTranspose):
       True
       >>> grouped = jaxconvt.linen.ConvTranspose(6, (4, 4), (2, 2), groups=2, torch_padding=1)
       >>> y, v = grouped.init_with_output(jax.random.key(0), jnp.ones((1, 8, 8, 4)))
-      >>> v["params"]["kernel"].shape, y.shape
-      ((4, 4, 2, 6), (1, 16, 16, 6))
+      >>> jax.tree.map(jnp.shape, v), y.shape
+      ({'params': {'bias': (6,), 'kernel': (4, 4, 2, 6)}}, (1, 16, 16, 6))
     """
 
     groups: int = dataclasses.field(default=1, kw_only=True)

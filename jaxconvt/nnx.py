@@ -64,10 +64,10 @@ class ConvTranspose(_flax_nnx.ConvTranspose):
     dimensions works (Flax's stops at 3).
 
     Args:
-      in_features, out_features, kernel_size, strides, padding, kernel_dilation, use_bias, mask,
-        dtype, param_dtype, precision, kernel_init, bias_init, transpose_kernel, promote_dtype,
-        preferred_element_type, rngs, kernel_metadata, bias_metadata: as for
-        ``flax.nnx.ConvTranspose``.
+      in_features, out_features, kernel_size, strides, padding, kernel_dilation, use_bias, mask: as for
+        ``flax.nnx.ConvTranspose`` (summarised above).
+      dtype, param_dtype, precision, kernel_init, bias_init, transpose_kernel, promote_dtype: as for Flax's layer.
+      preferred_element_type, rngs, kernel_metadata, bias_metadata: as for Flax's layer.
       groups: (keyword-only, default 1) channel groups, as PyTorch's ``groups``: input channel
         group ``g`` feeds only output channel group ``g``. Both feature counts must be divisible
         by it. The kernel has shape ``(*kernel_size, in_features // groups, out_features)``, the
