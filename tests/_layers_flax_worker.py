@@ -106,11 +106,28 @@ def random_config(seed: int, api: str) -> dict:
     return cfg
 
 
+def _edge(api, kernel_size, strides, padding, spatial, transpose_kernel):
+    cfg = dict(random_config(0, api), kernel_size=kernel_size, strides=strides, padding=padding)
+    cfg.update(kernel_dilation=None, transpose_kernel=transpose_kernel, groups=1, in_features=2, out_features=3)
+    cfg.update(mask=False, output_padding=None, torch_padding=None, use_bias=True, n=1, x_shape=(2, spatial, 2))
+    return cfg
+
+
+# Pads that push the output window wholly outside the scatter result (all zeros plus bias): a low
+# pad of -((i - 1) * s + 1), the most lax allows, crops the whole result from the left; same on the right.
+EDGE = [
+    _edge("nnx", (2,), (2,), [(-5, 4)], 3, False),
+    _edge("linen", (3,), (3,), [(3, -4)], 2, True),
+]
+
+
 def grid() -> list[dict]:
-    """The seeded grid: ``N_NNX`` configurations for nnx, then ``N_LINEN`` for linen."""
-    return [random_config(1000 + i, "nnx") for i in range(N_NNX)] + [
-        random_config(5000 + i, "linen") for i in range(N_LINEN)
-    ]
+    """The seeded grid: ``N_NNX`` configurations for nnx, ``N_LINEN`` for linen, then the ``EDGE`` cases."""
+    return (
+        [random_config(1000 + i, "nnx") for i in range(N_NNX)]
+        + [random_config(5000 + i, "linen") for i in range(N_LINEN)]
+        + EDGE
+    )
 
 
 def kernel_shape(cfg) -> tuple[int, ...]:
