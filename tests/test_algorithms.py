@@ -24,6 +24,7 @@ import pytest
 
 import jaxconvt
 from jaxconvt import _lowering, _primitive
+from jaxconvt._lowering import forward, kernel_grad, phase
 from jaxconvt._spec import make_spec
 from tests.reference import keras_crop, scatter_conv_transpose
 
@@ -188,8 +189,8 @@ def test_kernel_gradient_forms_agree(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         y = rng.standard_normal(out)
-        ref = jax.jit(_lowering._k_direct, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
-        got = jax.jit(_lowering._k_phase, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
+        ref = jax.jit(kernel_grad.k_direct, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
+        got = jax.jit(kernel_grad.k_phase, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
         assert got.shape == k.shape
         np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-11, atol=1e-11)
         # and both against the reference through the adjoint identity <dK, K> = <y, f(x, K)>
@@ -226,8 +227,8 @@ def test_kernel_gradient_selection():
     ],
 )
 def test_phase_classes(k, s, d, expected):
-    w = _lowering._phase_window(k, s, d)
-    classes = _lowering._phase_classes(k, s, d, w)
+    w = phase.phase_window(k, s, d)
+    classes = phase.phase_classes(k, s, d, w)
     assert classes == expected
     # every phase once, in order; every tap of the kernel counted once over the classes
     assert [r for r0, r1, *_ in classes for r in range(r0, r1)] == list(range(s))
@@ -249,14 +250,14 @@ def test_exact_phase_forms_match_reference(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         f64 = np.dtype(np.float64)
-        got = jax.jit(_lowering._y_phase, static_argnums=(2, 3, 4))(x, k, spec, f64, True)
+        got = jax.jit(forward.y_phase, static_argnums=(2, 3, 4))(x, k, spec, f64, True)
         want = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-11, atol=1e-11)
         y = rng.standard_normal(out)
-        dk = jax.jit(_lowering._k_phase, static_argnums=(2, 3, 4))(x, y, spec, f64, True)
-        ref = jax.jit(_lowering._k_direct, static_argnums=(2, 3))(x, y, spec, f64)
+        dk = jax.jit(kernel_grad.k_phase, static_argnums=(2, 3, 4))(x, y, spec, f64, True)
+        ref = jax.jit(kernel_grad.k_direct, static_argnums=(2, 3))(x, y, spec, f64)
         np.testing.assert_allclose(np.asarray(dk), np.asarray(ref), rtol=1e-11, atol=1e-11)
-        multi += math.prod(len(c) for c in _lowering._phase_plan(spec, cfg["sp"]).classes) > 1
+        multi += math.prod(len(c) for c in phase.phase_plan(spec, cfg["sp"]).classes) > 1
         checked += 1
     assert multi >= 20  # the grid really exercises several classes
 
@@ -267,12 +268,12 @@ def test_exact_phase_selection():
 
     def plan_of(x_shape, k_shape, *args, **kwargs):
         spec, _ = make_spec(x_shape, k_shape, *args, **kwargs)
-        return _lowering._phase_plan(spec, x_shape[1:-1])
+        return phase.phase_plan(spec, x_shape[1:-1])
 
     vae2d = plan_of((1, 16, 16, 512), (3, 3, 256, 512), 2, 1, 1)
     vae3d = plan_of((1, 8, 8, 8, 64), (3, 3, 3, 64, 64), 2, 1, 1)
     dcgan = plan_of((1, 8, 8, 256), (4, 4, 128, 256), 2, 1)
-    use = _lowering._use_exact
+    use = phase.use_exact
     assert use(vae2d, 512, 256, None, "y") and use(vae2d, 512, 256, None, "k")
     assert not use(vae2d, 16, 16, None, "y")  # narrow: the extra convolutions cost more
     assert not use(vae3d, 64, 64, None, "y") and use(vae3d, 64, 64, None, "k")
