@@ -16,7 +16,7 @@ def main(argv=None) -> int:
     )
     check.add_argument("--algorithms", default="auto", help="comma-separated forward algorithms, or 'all'")
     check.add_argument("--seed", type=int, default=0)
-    from jaxconvt import _bench
+    from jaxconvt import bench as _bench
 
     bench = sub.add_parser("bench", help="time the op against lax autodiff and PyTorch on real workloads")
     _bench.add_arguments(bench)

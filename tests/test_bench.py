@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from jaxconvt import _bench, _workloads
 from jaxconvt.__main__ import main
-from jaxconvt._workloads import Size, Workload
+from jaxconvt.bench import SCHEMA, STAGES, Settings, timing, workloads
+from jaxconvt.bench.report import _ms_cell, markers
+from jaxconvt.bench.suite import empty_result
+from jaxconvt.bench.workloads import Size, Workload
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -48,7 +50,7 @@ def run(tmp_path_factory):
     argv = ["bench", "--quick", "--workloads", ",".join(w.name for w in TINY), "--out", str(out)]
     argv += ["--markdown", str(readme), "--no-progress", "--repeats", "2"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_workloads, "WORKLOADS", TINY)
+        mp.setattr(workloads, "WORKLOADS", TINY)
         code = main(argv)
     report = json.loads((out / "results-cpu-quick.json").read_text())
     # Re-rendering from the JSON replaces the markdown block instead of appending another one.
@@ -65,11 +67,11 @@ def _finite_positive(value) -> bool:
 def test_command_succeeds_and_writes_files(run):
     codes, report, out = run
     assert codes == (0, 0)
-    assert report["schema"] == _bench.SCHEMA
+    assert report["schema"] == SCHEMA
     assert (out / "results-cpu-quick.png").stat().st_size > 1000
     text = (out / "README.md").read_text()
     assert text.startswith("# Results\n\nintro\n")
-    begin, end = _bench._markers("cpu")
+    begin, end = markers("cpu")
     assert text.count(begin) == 1 and text.count(end) == 1
     for w in TINY:
         assert f"| {w.name} | float32 |" in text
@@ -96,7 +98,7 @@ def test_schema(run):
         for impl, res in r["impls"].items():
             assert res["errors"] == {}, (r["workload"], impl, res["errors"])
             assert res["skipped"] == {}
-            assert set(res["ms"]) == set(_bench.STAGES)
+            assert set(res["ms"]) == set(STAGES)
 
 
 def test_numbers_positive_and_finite(run):
@@ -104,7 +106,7 @@ def test_numbers_positive_and_finite(run):
     for r in report["results"]:
         assert _finite_positive(r["useful_flops"])
         for impl, res in r["impls"].items():
-            for stage in _bench.STAGES:
+            for stage in STAGES:
                 assert _finite_positive(res["ms"][stage]), (r["workload"], impl, stage)
                 assert _finite_positive(res["min_ms"][stage])
                 assert res["min_ms"][stage] <= res["ms"][stage]
@@ -135,12 +137,12 @@ def test_too_slow_call_is_timed_once_and_marked():
             time.sleep(seconds)
             return name
 
-        return _bench._Runner(call, lambda out: out)
+        return timing.Runner(call, lambda out: out)
 
     calls["medium"] = 0
     runners = {"slow": make("slow", 0.4), "medium": make("medium", 0.15), "fast": make("fast", 0.0)}
-    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.1, max_call_s=0.3)
-    _bench._time_in_turns(runners, settings)
+    settings = Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.1, max_call_s=0.3)
+    timing.time_in_turns(runners, settings)
     slow, medium, fast = runners["slow"], runners["medium"], runners["fast"]
     # Slower than max_call_s: the warm-up call is the only time.
     assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.4 and calls["slow"] == 1
@@ -148,11 +150,11 @@ def test_too_slow_call_is_timed_once_and_marked():
     assert not medium.too_slow and len(medium.times) == 1 and calls["medium"] == 2
     # Fast calls: 4 turns (rounds) of one timed run, each after a pause and one untimed call.
     assert not fast.too_slow and len(fast.times) == 4 and calls["fast"] == 1 + 2 * settings.rounds
-    result = _bench._empty_result()
+    result = empty_result()
     result["ms"]["dk"], result["runs"]["dk"] = 1234.5, 0
     result["skipped"]["fwdbwd"] = "skipped: too slow"
-    assert _bench._ms_cell(result, "dk") == "1234*"
-    assert _bench._ms_cell(result, "fwdbwd") == "skip"
+    assert _ms_cell(result, "dk") == "1234*"
+    assert _ms_cell(result, "fwdbwd") == "skip"
 
 
 def test_unknown_workload_is_an_error(capsys):
@@ -161,18 +163,18 @@ def test_unknown_workload_is_an_error(capsys):
 
 
 def test_workload_table():
-    names = [w.name for w in _workloads.WORKLOADS]
+    names = [w.name for w in workloads.WORKLOADS]
     assert len(set(names)) == len(names)
-    assert set(_workloads.QUICK) <= set(names)
+    assert set(workloads.QUICK) <= set(names)
     for required in ("dcgan2d", "unet2d", "hifigan1d", "unet3d", "vae3d_k3", "grouped2d", "per_example"):
         assert required in names
-    dcgan = _workloads.get_workloads(["dcgan2d"])[0]
+    dcgan = workloads.get_workloads(["dcgan2d"])[0]
     assert dcgan.useful_flops(dcgan.cpu) == 2 * 16 * 16 * 16 * 256 * 128 * 4 * 4
-    grouped = _workloads.get_workloads(["grouped2d"])[0]
+    grouped = workloads.get_workloads(["grouped2d"])[0]
     assert grouped.useful_flops(grouped.cpu) == 2 * 8 * 16 * 16 * 128 * (128 // 8) * 3 * 3
     import jaxconvt
 
-    for w in _workloads.WORKLOADS:  # every size is a valid configuration
+    for w in workloads.WORKLOADS:  # every size is a valid configuration
         for size in (w.cpu, w.gpu):
             shape = jaxconvt.conv_transpose_output_shape(
                 (1, *size.spatial, size.c_in), (*w.kernel, size.c_out // w.groups, size.c_in), **w.conv_kwargs()
