@@ -4,10 +4,12 @@
 #   make test    - the full test suite (what CI runs); adds the `test` extra to the same venv
 # Each extra level has its own stamp file in the venv, so `make test` after `make check`
 # installs only what is missing, and `make check` after `make test` installs nothing.
+# --no-compile: no bytecode for the whole of jaxlib and scipy up front (Python writes it for
+# the modules it imports), which keeps the runtime venv under 600 MB.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --no-compile
 
 .PHONY: check bench test lint docs clean
 
