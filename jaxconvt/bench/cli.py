@@ -100,18 +100,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="output folder for the JSON and PNG (default bench-results)",
     )
-    parser.add_argument(
-        "--markdown",
-        default=None,
-        metavar="FILE",
-        help="also write the full tables into FILE, between this platform's markers (default: none)",
-    )
-    parser.add_argument(
-        "--summary",
-        default=None,
-        metavar="FILE",
-        help="also write the short ratio table into FILE, between this platform's summary markers (default: none)",
-    )
+    for flag, what in (("--markdown", "the full tables"), ("--summary", "the short ratio table")):
+        parser.add_argument(
+            flag,
+            default=None,
+            metavar="FILE",
+            help=f"also write {what} into FILE, between this platform's {'summary ' * (flag == '--summary')}"
+            "markers (default: none)",
+        )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     parser.add_argument(
         "--render",
