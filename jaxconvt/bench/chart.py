@@ -9,6 +9,17 @@ import numpy as np
 from jaxconvt.bench.settings import STAGE_LABELS, STAGES
 
 
+def chart_title(report: dict) -> str:
+    """The chart's title: the platform, whether it was a ``--quick`` run, and the load warning."""
+    m = report["machine"]
+    title = f"jaxconvt bench on {m['platform']} ({m['device_kind']}), jax {m['jax']}"
+    if report["settings"].get("quick"):
+        title = f"jaxconvt bench --quick (a subset, few repeats: indicative only) on {m['platform']}, jax {m['jax']}"
+    if report.get("warnings"):
+        title += f"\nWARNING: load average {m['load_avg_start']:g} at start on {m['cpu_count']} cores: unreliable"
+    return title
+
+
 def write_chart(report: dict, path: Path) -> str | None:
     """Speedups per workload and stage as a PNG; returns a note instead when matplotlib is missing."""
     try:
@@ -47,8 +58,7 @@ def write_chart(report: dict, path: Path) -> str | None:
         ax.set_xticklabels(labels, fontsize=8)
         ax.legend(fontsize=8, ncol=4)
         ax.grid(axis="y", alpha=0.3)
-    m = report["machine"]
-    fig.suptitle(f"jaxconvt bench on {m['platform']} ({m['device_kind']}), jax {m['jax']}", fontsize=10)
+    fig.suptitle(chart_title(report), fontsize=10, color="darkred" if report.get("warnings") else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

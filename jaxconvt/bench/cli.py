@@ -13,6 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxconvt._cli import non_negative_int, positive_int
 from jaxconvt._spec import ALGORITHMS
 from jaxconvt.bench import workloads
 from jaxconvt.bench.chart import write_chart
@@ -38,37 +39,81 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
+DESCRIPTION = """\
+Times jaxconvt against lax autodiff (what keras.ops.conv_transpose runs) and PyTorch, side by
+side in one process on the default device, on transposed convolutions real models run: four
+stages per workload (fwd, dx, dK, fwd+bwd), medians of timed runs taken in turns. Prints the
+tables, writes results-<platform>[-quick].json and .png into --out, and warns when the load
+average at start exceeds half the cores (the numbers are then unreliable)."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` subcommand's options."""
-    names = ",".join(w.name for w in workloads.WORKLOADS)
-    parser.add_argument("--quick", action="store_true", help="a subset, fewer runs: about a minute on a 2-core CPU")
-    parser.add_argument("--workloads", default=None, help=f"comma-separated subset of: {names}")
+    names = ", ".join(w.name for w in workloads.WORKLOADS)
+    parser.add_argument(
+        "--quick", action="store_true", help="a subset with fewer runs, about a minute on a 2-core CPU: indicative only"
+    )
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated subset (default all; --quick: its subset) of: {names}",
+    )
     parser.add_argument(
         "--dtype",
         default="auto",
-        help="comma-separated dtypes (float32,bfloat16,float16); 'auto': each workload's own "
-        "(on GPU: float32 and bfloat16)",
+        metavar="LIST",
+        help="comma-separated dtypes from float32, bfloat16, float16; auto: each workload's own, "
+        "on GPU float32 and bfloat16 (default auto)",
     )
-    parser.add_argument("--algorithm", default="auto", choices=ALGORITHMS, help="forward algorithm of jaxconvt")
     parser.add_argument(
-        "--sizes", default="auto", choices=("auto", "cpu", "gpu"), help="workload sizes (auto: by device)"
+        "--algorithm",
+        default="auto",
+        choices=ALGORITHMS,
+        help=f"forward algorithm passed to jaxconvt.conv_transpose, one of {', '.join(ALGORITHMS)} (default auto)",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="auto",
+        choices=("auto", "cpu", "gpu"),
+        help="workload sizes: cpu, gpu, or auto to pick by the default device (default auto)",
     )
     parser.add_argument("--no-lax", action="store_true", help="skip the lax-autodiff baseline")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
-    parser.add_argument("--repeats", type=int, default=None, help="most timed runs per stage (default 10, quick 3)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--out", default="bench-results", help="output folder for JSON and PNG (default bench-results/)"
+        "--repeats",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"most timed runs per stage, at least 1 (default {Settings.repeats}; --quick {QUICK_SETTINGS['repeats']})",
     )
     parser.add_argument(
-        "--markdown", default=None, help="also write the tables into this markdown file (between markers)"
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="seed of the random operands, at least 0 (default 0)",
     )
+    parser.add_argument(
+        "--out",
+        default="bench-results",
+        metavar="DIR",
+        help="output folder for the JSON and PNG (default bench-results)",
+    )
+    for flag, what in (("--markdown", "the full tables"), ("--summary", "the short ratio table")):
+        parser.add_argument(
+            flag,
+            default=None,
+            metavar="FILE",
+            help=f"also write {what} into FILE, between this platform's {'summary ' * (flag == '--summary')}"
+            "markers (default: none)",
+        )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
     parser.add_argument(
         "--render",
         default=None,
         metavar="JSON",
-        help="run nothing: re-render the tables (and --markdown, and the chart into --out) from a results JSON",
+        help="run nothing: re-render the tables (and --markdown, --summary, the chart into --out) from a results JSON",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -94,7 +139,7 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         print(text_report(report))
         Path(args.out).mkdir(parents=True, exist_ok=True)
         note = write_chart(report, Path(args.out) / (Path(args.render).stem + ".png"))
-        return _finish(report, note, args.markdown)
+        return _finish(report, note, args)
     if args.list:
         for w in workloads.WORKLOADS:
             sz = w.size(sizes)
@@ -114,13 +159,18 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown dtype(s) {bad}; choose from {list(DTYPES)}", file=sys.stderr)
         return 2
     settings = Settings(
-        sizes=sizes, dtypes=dtypes, algorithm=args.algorithm, lax=not args.no_lax, torch=not args.no_torch
+        sizes=sizes,
+        dtypes=dtypes,
+        algorithm=args.algorithm,
+        lax=not args.no_lax,
+        torch=not args.no_torch,
+        seed=args.seed,
     )
     if args.quick:
         settings = dataclasses.replace(settings, **QUICK_SETTINGS)
     if args.repeats is not None:
         settings = dataclasses.replace(
-            settings, repeats=max(args.repeats, 1), min_repeats=min(settings.min_repeats, max(args.repeats, 1))
+            settings, repeats=args.repeats, min_repeats=min(settings.min_repeats, args.repeats)
         )
     if settings.torch and import_torch() is None:
         print("bench: torch is not installed; no PyTorch baseline", file=sys.stderr)
@@ -130,14 +180,17 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     stem = f"results-{report['machine']['platform']}" + ("-quick" if args.quick else "")
     json_path, png_path, note = write_outputs(report, Path(args.out), stem)
     print(f"\nwrote {json_path}" + (f" and {png_path}" if png_path else ""))
-    return _finish(report, note, args.markdown)
+    return _finish(report, note, args)
 
 
-def _finish(report: dict, chart_note: str | None, markdown: str | None) -> int:
-    """Prints the chart's note, writes the markdown tables when asked; the exit status."""
+def _finish(report: dict, chart_note: str | None, args: argparse.Namespace) -> int:
+    """Prints the chart's note, writes the markdown when asked, repeats the warnings last; the exit status."""
     if chart_note:
         print(f"note: {chart_note}")
-    if markdown:
-        update_markdown(Path(markdown), report)
-        print(f"updated {markdown}")
+    for path, summary in ((args.markdown, False), (args.summary, True)):
+        if path:
+            update_markdown(Path(path), report, summary=summary)
+            print(f"updated {path}")
+    for warning in report.get("warnings", []):
+        print(f"WARNING: {warning}")
     return 0

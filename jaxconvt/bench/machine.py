@@ -45,6 +45,22 @@ def load_average() -> float | None:
         return None
 
 
+def load_warning(machine: dict) -> str | None:
+    """A warning when the load average at start exceeds half the cores, else None.
+
+    Other processes then compete for the cores the implementations time on, and they do not
+    slow each implementation alike (PyTorch's OpenMP threads suffer most): the times and
+    the ratios are not to be trusted.
+    """
+    load, cores = machine.get("load_avg_start"), machine.get("cpu_count")
+    if load is None or not cores or load <= cores / 2:
+        return None
+    return (
+        f"the load average at start was {load:g}, above half the {cores} cores: other processes compete "
+        "for the CPU, so these times and ratios are unreliable; rerun on a quiet machine."
+    )
+
+
 def machine_info() -> dict:
     """Device, CPU and library versions, for the record."""
     device = jax.devices()[0]

@@ -182,6 +182,7 @@ def text_report(report: dict) -> str:
     """The tables as aligned plain text for a terminal."""
     parts = [
         f"jaxconvt bench: {_machine_line(report['machine'])}",
+        *(f"WARNING: {w}" for w in report.get("warnings", [])),
         "jaxconvt (times in ms, medians; 'vs X' = X ms / jaxconvt ms, > 1 means jaxconvt is faster)",
         _table(*_main_rows(report), markdown=False),
         "",
@@ -204,6 +205,7 @@ def markdown_report(report: dict) -> str:
     parts = [
         f"Machine: {_machine_line(m)}.",
         "",
+        *_warning_lines(report),
         f"Command: `{report['command']}` (sizes `{s['sizes']}`, algorithm `{s['algorithm']}`, "
         f"median of up to {s['repeats']} runs after {s['warmup']} warm-up; suite wall time "
         f"{report['wall_s']:.0f} s).",
@@ -233,18 +235,89 @@ def markdown_report(report: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def markers(platform_name: str) -> tuple[str, str]:
-    return f"<!-- jaxconvt-bench:{platform_name}:begin -->", f"<!-- jaxconvt-bench:{platform_name}:end -->"
+def _warning_lines(report: dict) -> list[str]:
+    """The report's warnings as markdown paragraphs (none for a clean run)."""
+    return [line for w in report.get("warnings", []) for line in (f"**Warning:** {w}", "")]
 
 
-def update_markdown(path: Path, report: dict) -> None:
-    """Replaces the block between this platform's markers in ``path`` (appends it if absent)."""
-    begin, end = markers(report["machine"]["platform"])
-    block = f"{begin}\n{markdown_report(report)}{end}"
-    text = path.read_text() if path.exists() else ""
+def _efficiency(r: dict) -> float | None:
+    """jaxconvt's fwd+bwd efficiency (stage GF/s / roof GF/s) when the JSON has it."""
+    value = r["impls"]["jaxconvt"].get("efficiency")
+    if isinstance(value, dict):
+        value = value.get("fwdbwd")
+    return value if isinstance(value, (int, float)) else None
+
+
+def _summary_rows(report: dict):
+    """Per workload: the fwd+bwd ratios to torch and lax, and the efficiency ("—" until the JSON has it)."""
+    headers = ["workload", "vs torch f+b", "vs lax f+b", "efficiency"]
+    rows = []
+    for r in report["results"]:
+        lax_res = r["impls"].get("lax")
+        if lax_res is not None and "fwdbwd" in lax_res["skipped"]:
+            vs_lax = "not run"
+        else:
+            vs_lax = _ratio(r["speedup"].get("lax", {}).get("fwdbwd"))
+        efficiency = _efficiency(r)
+        rows.append(
+            [
+                r["workload"] + ("" if r["dtype"] == "float32" else f" ({r['dtype']})"),
+                _ratio(r["speedup"].get("torch", {}).get("fwdbwd")),
+                vs_lax,
+                "—" if efficiency is None else f"{100 * efficiency:.0f}%",
+            ]
+        )
+    return headers, rows
+
+
+def summary_markdown(report: dict) -> str:
+    """The short ratio table as markdown: one training step of the layer per workload."""
+    m = report["machine"]
+    s = report["settings"]
+    torch_part = f", torch {m['torch']}" if m["torch"] else ""
+    quick = " A `--quick` run (a subset, few repeats): indicative only." if s.get("quick") else ""
+    parts = [
+        *_warning_lines(report),
+        f"One training step of the layer (fwd+bwd: the value and both gradients), median times on "
+        f"{m['cpu_model'] if m['platform'] == 'cpu' else m['device_kind']} ({m['platform']}, "
+        f"{m['cpu_count']} cores; jax {m['jax']}{torch_part}; {m['date'][:10]}). `vs X` = X's time / "
+        f"jaxconvt's time: above 1, jaxconvt is faster. efficiency: jaxconvt's GF/s over the roof, "
+        f"XLA's GF/s for a bare matrix product of the same shape (— where not measured)." + quick,
+        "",
+        _table(*_summary_rows(report), markdown=True),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def markers(platform_name: str, summary: bool = False) -> tuple[str, str]:
+    """The begin and end markers of a platform's block in a markdown file (tables or summary)."""
+    kind = f"{platform_name}:summary" if summary else platform_name
+    return f"<!-- jaxconvt-bench:{kind}:begin -->", f"<!-- jaxconvt-bench:{kind}:end -->"
+
+
+def _replace_block(text: str, begin: str, end: str, body: str, append: bool) -> str:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    block = f"{begin}\n{body}{end}"
     if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "") + block + "\n"
+        return pattern.sub(lambda _: block, text, count=1)
+    if not append:
+        return text
+    return (text.rstrip("\n") + "\n\n" if text else "") + block + "\n"
+
+
+def update_markdown(path: Path, report: dict, summary: bool = False) -> None:
+    """Rewrites this platform's blocks in the markdown file ``path``, keeping the rest.
+
+    Args:
+      path: the markdown file (created when missing).
+      report: a results JSON.
+      summary: write the short ratio table (:func:`summary_markdown`), appending its block
+        when absent; otherwise write the full tables (:func:`markdown_report`), appending
+        their block when absent, and refresh the summary block if the file has one.
+    """
+    platform_name = report["machine"]["platform"]
+    text = path.read_text() if path.exists() else ""
+    if not summary:
+        text = _replace_block(text, *markers(platform_name), markdown_report(report), append=True)
+    text = _replace_block(text, *markers(platform_name, summary=True), summary_markdown(report), append=summary)
     path.write_text(text)

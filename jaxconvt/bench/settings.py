@@ -33,6 +33,8 @@ class Settings:
       max_call_s: a warm-up call slower than this is kept as the only time (``runs`` = 0)
         and that implementation's remaining stages of the workload are skipped.
       seed: seed of the random operands.
+      quick: the ``--quick`` preset (a subset of the workloads, fewer and shorter runs): its
+        numbers are indicative only, and its chart and tables say so.
     """
 
     sizes: str = "cpu"
@@ -49,6 +51,9 @@ class Settings:
     single_call_s: float = 20.0
     max_call_s: float = 60.0
     seed: int = 0
+    quick: bool = False
 
 
-QUICK_SETTINGS = dict(repeats=3, min_repeats=1, rounds=2, budget_s=0.3, warmup=1, single_call_s=1.0, max_call_s=20.0)
+QUICK_SETTINGS = dict(
+    quick=True, repeats=3, min_repeats=1, rounds=2, budget_s=0.3, warmup=1, single_call_s=1.0, max_call_s=20.0
+)

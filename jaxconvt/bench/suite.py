@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from jaxconvt._lowering import choose_algorithm
 from jaxconvt.bench.jax_impls import prepare_jax
-from jaxconvt.bench.machine import load_average, machine_info
+from jaxconvt.bench.machine import load_average, load_warning, machine_info
 from jaxconvt.bench.problem import make_problem
 from jaxconvt.bench.progress import Progress
 from jaxconvt.bench.settings import SCHEMA, STAGE_LABELS, STAGES, Settings
@@ -161,6 +162,9 @@ def run_suite(workloads: Sequence[Workload], settings: Settings, progress: bool 
     jobs = [(w, d) for w in workloads for d in _dtypes_for(w, settings)]
     bar = Progress(len(jobs) * (len(impls) + len(STAGES)), enabled=progress)
     machine = machine_info()
+    warnings = [w for w in [load_warning(machine)] if w]
+    for warning in warnings:
+        print(f"bench: WARNING: {warning}", file=sys.stderr)
     t0 = time.perf_counter()
     results = [run_workload(w, d, settings, bar) for w, d in jobs]
     bar.close()
@@ -169,6 +173,7 @@ def run_suite(workloads: Sequence[Workload], settings: Settings, progress: bool 
         "schema": SCHEMA,
         "command": command,
         "machine": machine,
+        "warnings": warnings,
         "settings": dataclasses.asdict(settings) | {"impls": impls},
         "wall_s": time.perf_counter() - t0,
         "results": results,
