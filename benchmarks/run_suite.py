@@ -1,9 +1,10 @@
 """Regenerates the benchmark results committed in this folder.
 
 Runs ``python -m jaxconvt bench`` on the full suite with this folder as output: writes
-``results-<platform>.json`` and ``.png`` here and rewrites this platform's table in
-``benchmarks/README.md`` (between its markers; other platforms' tables stay). Extra
-arguments are passed on, e.g. ``--no-lax`` or ``--workloads dcgan2d,unet3d``.
+``results-<platform>.json`` and ``.png`` here, rewrites this platform's tables in
+``benchmarks/README.md`` and its speed table in the top-level ``README.md`` (between their
+markers; other platforms' blocks stay). Extra arguments are passed on, e.g. ``--no-lax``
+or ``--workloads dcgan2d,unet3d``.
 
 Usage (from anywhere): ``python benchmarks/run_suite.py [bench options]``
 """
@@ -22,7 +23,7 @@ def main(extra: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     from jaxconvt.__main__ import main as cli
 
-    return cli(["bench", "--out", "benchmarks", "--markdown", "benchmarks/README.md", *extra])
+    return cli(["bench", "--out", "benchmarks", "--markdown", "benchmarks/README.md", "--summary", "README.md", *extra])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,44 +11,89 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconvt import _primitive
-from jaxconvt._spec import make_spec, normalize_data_format
+from jaxconvt._spec import make_spec, normalize_data_format, shape_tuple
 
 __all__ = ["conv_transpose", "conv_transpose_output_shape"]
 
 
-def _as_array(value: Any, name: str):
-    if isinstance(value, (jax.Array, np.ndarray)) or hasattr(value, "aval"):
+#: The dtypes the op computes in (operands and ``preferred_element_type``).
+DTYPES = tuple(np.dtype(d) for d in ("float16", jnp.bfloat16, "float32", "float64", "complex64", "complex128"))
+_DTYPE_NAMES = ", ".join(d.name for d in DTYPES)
+
+
+def as_operand(value: Any, name: str):
+    """An operand of the op (named ``name`` in errors) -> an array of a supported dtype.
+
+    JAX and numpy arrays (and tracers) pass through after their dtype is checked; anything else
+    goes through ``jnp.asarray``. The adapters call this with their own argument names.
+    """
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)) or hasattr(value, "aval"):
         arr = value
+    elif value is None:
+        raise TypeError(f"`{name}` must be an array of floating-point or complex numbers; got None.")
     else:
         try:
             arr = jnp.asarray(value)
         except (TypeError, ValueError) as err:
             raise TypeError(f"`{name}` must be an array of floating-point or complex numbers; got {value!r}.") from err
     dtype = np.dtype(arr.dtype)
-    if not jnp.issubdtype(dtype, jnp.inexact):
+    if dtype not in DTYPES:
         raise TypeError(
-            f"`{name}` must have a floating-point or complex dtype (float16, bfloat16, float32, "
-            f"float64, complex64, complex128); got dtype {dtype.name}. Cast it first, e.g. "
-            f"`{name}.astype(jnp.float32)`."
+            f"`{name}` must have a floating-point or complex dtype ({_DTYPE_NAMES}); got dtype {dtype.name}. "
+            f"Cast it first, e.g. `{name}.astype(jnp.float32)`."
         )
     return arr
 
 
-def _out_dtype(inputs, kernel, preferred_element_type):
-    if preferred_element_type is None:
-        return np.dtype(jnp.result_type(inputs.dtype, kernel.dtype))
+def _requested_dtype(requested: Any) -> np.dtype:
+    """``preferred_element_type`` -> the dtype JAX would give an explicitly requested dtype.
+
+    As in ``jnp.zeros(..., dtype=...)``: the Python types ``float`` and ``complex`` mean JAX's
+    default float and complex dtypes; a 64-bit dtype while x64 is off is truncated to 32 bits
+    with JAX's "Explicitly requested dtype" UserWarning (or refused / kept, following
+    ``jax_explicit_x64_dtypes``).
+    """
     try:
-        dtype = np.dtype(preferred_element_type)
+        dtype = np.dtype(requested)
     except TypeError as err:
-        raise TypeError(f"`preferred_element_type` must be None or a dtype; got {preferred_element_type!r}.") from err
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        raise TypeError(f"`preferred_element_type` must be a floating-point or complex dtype; got {dtype.name}.")
-    operands = jnp.result_type(inputs.dtype, kernel.dtype)
+        raise TypeError(f"`preferred_element_type` must be None or a dtype; got {requested!r}.") from err
+    if dtype not in DTYPES:
+        raise TypeError(
+            f"`preferred_element_type` must be None or a floating-point or complex dtype ({_DTYPE_NAMES}); "
+            f"got {dtype.name}."
+        )
+    canonical = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
+    if requested is float or requested is complex or canonical == dtype:
+        return canonical
+    mode = getattr(getattr(jax.config, "jax_explicit_x64_dtypes", None), "name", "WARN")
+    if mode == "ALLOW":
+        return dtype
+    if mode == "ERROR":
+        raise ValueError(
+            f"`preferred_element_type` {dtype.name} is not available: x64 is disabled and "
+            "jax_explicit_x64_dtypes='error'. Enable x64 (jax_enable_x64) or ask for "
+            f"{canonical.name}; got preferred_element_type={requested!r}."
+        )
+    warnings.warn(
+        f"Explicitly requested dtype {dtype.name} requested in conv_transpose is not available, and will be "
+        f"truncated to dtype {canonical.name}. To enable more dtypes, set the jax_enable_x64 configuration option "
+        "or the JAX_ENABLE_X64 shell environment variable. See https://github.com/jax-ml/jax#current-gotchas for more.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return canonical
+
+
+def _out_dtype(inputs, kernel, preferred_element_type):
+    operands = np.dtype(jnp.result_type(inputs, kernel))  # arrays, not dtypes: no x64 warning for numpy float64
+    if preferred_element_type is None:
+        return operands
+    dtype = _requested_dtype(preferred_element_type)
     if jnp.issubdtype(dtype, jnp.complexfloating) != jnp.issubdtype(operands, jnp.complexfloating):
         raise TypeError(
             "`preferred_element_type` must be complex exactly when the operands are (it sets the "
             f"accumulation and output precision, not the kind); got {dtype.name} for operands of dtype "
-            f"{np.dtype(operands).name}."
+            f"{operands.name}."
         )
     return dtype
 
@@ -79,10 +125,13 @@ def conv_transpose(
     Args:
       inputs: array of rank ``N + 2``: ``(batch, *spatial, channels)`` for
         ``channels_last`` (default) or ``(batch, channels, *spatial)`` for
-        ``channels_first``. Floating-point or complex.
+        ``channels_first``. Of dtype float16, bfloat16, float32, float64, complex64 or
+        complex128 (as JAX holds it: numpy float64 is float32 unless x64 is enabled).
       kernel: array ``(*kernel_spatial, out_channels // groups, in_channels)`` (Keras's
         layout; note output channels come before input channels).
-      strides: int or ``N`` ints, each >= 1.
+      strides: int or ``N`` ints, each >= 1. Here and in every integer argument a numpy
+        integer or 0-d integer array counts as an int (a bool or float one is refused), and
+        values must fit XLA's int64 sizes (at most ``2**63 - 1``).
       padding: ``"valid"`` or ``"same"`` (any case) with Keras's meaning, or explicit
         crops with PyTorch's meaning: an int ``p`` (crop ``p`` from both ends of every
         spatial dimension), ``N`` ints, or ``N`` ``(low, high)`` pairs; non-negative.
@@ -99,7 +148,13 @@ def conv_transpose(
         ``output_padding`` reaches it. Not together with ``output_padding``.
       precision: passed to ``lax.conv_general_dilated`` (e.g. ``"highest"``).
       preferred_element_type: output dtype; by default the promoted dtype of ``inputs``
-        and ``kernel``. float16 and bfloat16 operands always accumulate in float32.
+        and ``kernel``. float16 and bfloat16 operands always accumulate in float32. One of
+        the six operand dtypes, complex exactly when the operands are; given as JAX takes an
+        explicitly requested dtype: ``float`` / ``complex`` mean JAX's default dtypes, and
+        float64 / complex128 while x64 is off become float32 / complex64 with JAX's
+        "Explicitly requested dtype" ``UserWarning`` (a ``ValueError`` or kept, following
+        ``jax_explicit_x64_dtypes``), identically eagerly, under ``jit``, ``grad`` and
+        ``eval_shape``.
       algorithm: lowering algorithm (keyword-only), one of ``"auto"`` (default: picks the
         fastest for the platform, dtype and static shapes; see the design page),
         ``"phase"`` (sub-pixel decomposition: stride-1 convolutions over the output phases
@@ -113,9 +168,13 @@ def conv_transpose(
       shape ``conv_transpose_output_shape(inputs.shape, kernel.shape, ...)``.
 
     Raises:
-      TypeError: an argument of the wrong type, or an integer/bool dtype.
-      ValueError: inconsistent shapes or out-of-range values. Both are raised at trace
-        time, identically under ``jax.jit``.
+      TypeError: an argument of the wrong type, or an operand or ``preferred_element_type``
+        of a dtype other than the six above (integers, bools, float8, ``np.longdouble``).
+      ValueError: inconsistent shapes or out-of-range values, including an integer
+        argument beyond ``2**63 - 1`` and arguments whose output (or uncropped result) would
+        have a size beyond ``2**63 - 1`` or more than ``2**56`` elements (XLA computes sizes
+        in bytes as int64 and aborts the process when they overflow). Both are raised at
+        trace time, identically under ``jax.jit``, in time independent of the stride.
 
     Example:
       >>> import jax.numpy as jnp
@@ -128,8 +187,8 @@ def conv_transpose(
       ...                         strides=2, padding="same").shape
       (2, 16, 16, 32)
     """
-    inputs = _as_array(inputs, "inputs")
-    kernel = _as_array(kernel, "kernel")
+    inputs = as_operand(inputs, "inputs")
+    kernel = as_operand(kernel, "kernel")
     spec, out_shape = make_spec(
         inputs.shape,
         kernel.shape,
@@ -168,13 +227,18 @@ def conv_transpose_output_shape(
     """Output shape of :func:`conv_transpose` from shapes alone, with the same validation.
 
     Args:
-      input_shape: shape of ``inputs``.
-      kernel_shape: shape of ``kernel``.
+      input_shape: shape of ``inputs``: a sequence of ints (numpy integers and 0-d integer
+        arrays count), each in ``[0, 2**63)``.
+      kernel_shape: shape of ``kernel``, likewise.
       strides, padding, output_padding, data_format, dilation_rate, groups, output_shape:
         as for :func:`conv_transpose`.
 
     Returns:
       The full output shape (batch, spatial and channels in ``data_format`` order).
+
+    Raises:
+      TypeError, ValueError: as :func:`conv_transpose` for the same shapes, and for shapes
+        that are not sequences of ints (``4.7``, ``"2"``, ``True``) or have negative sizes.
 
     Example:
       >>> import jaxconvt
@@ -182,13 +246,8 @@ def conv_transpose_output_shape(
       ...                                      padding=1, output_padding=1)
       (8, 32, 32, 32)
     """
-    try:
-        input_shape = tuple(int(v) for v in input_shape)
-        kernel_shape = tuple(int(v) for v in kernel_shape)
-    except TypeError as err:
-        raise TypeError(
-            f"`input_shape` and `kernel_shape` must be sequences of ints; got {input_shape!r} and {kernel_shape!r}."
-        ) from err
+    input_shape = shape_tuple(input_shape, "input_shape")
+    kernel_shape = shape_tuple(kernel_shape, "kernel_shape")
     _, out_shape = make_spec(
         input_shape,
         kernel_shape,

@@ -34,7 +34,6 @@ __all__ = ["conv_transpose_p", "bind"]
 
 conv_transpose_p = Primitive("jaxconvt_conv_transpose")
 
-_IMPLS = {"y": _lowering.y_from_xk, "x": _lowering.x_from_yk, "k": _lowering.k_from_xy}
 # Which arrays the two operands of each slot are ("x" data in, "y" data out, "k" kernel).
 _OPERANDS = {"y": ("x", "k"), "x": ("y", "k"), "k": ("x", "y")}
 
@@ -108,38 +107,13 @@ def _uses_explicit_axes(*arrays) -> bool:
     return False
 
 
-#: Largest group count that the CPU lowering splits into separate convolutions.
-MAX_SPLIT_GROUPS = 32
-
-
-def _per_group(a, b, *, slot, spec, out_dtype, platform):
-    """Every group as its own ungrouped convolution, concatenated on the channel axis.
-
-    In all three slots both operands and the result keep their groups as contiguous blocks of
-    the last axis, so slicing both operands per group and concatenating is exact. XLA:CPU runs
-    ``feature_group_count`` convolutions on a slow generic path: measured 2-4x faster split
-    (grouped2d 3.0 -> 1.4 ms forward, per-example kernels 102 -> 23 ms input gradient).
-    """
-    g = spec.groups
-    inner = dataclasses.replace(spec, groups=1)
-    ca, cb = a.shape[-1] // g, b.shape[-1] // g
-    parts = [
-        _IMPLS[slot](a[..., i * ca : (i + 1) * ca], b[..., i * cb : (i + 1) * cb], inner, out_dtype, platform)
-        for i in range(g)
-    ]
-    return jnp.concatenate(parts, axis=-1)
-
-
 def _impl(a, b, *, spec, slot, out_dtype, platform=None):
-    """The slot's lowering. ``platform="cpu"`` allows the CPU-only algorithm choice and splits
-    groups (except for ``algorithm="dot"``, whose matrix products batch over the groups)."""
+    """The slot's lowering (``_lowering.lower``); ``platform="cpu"`` allows the CPU-only
+    choices there."""
     shape = _out_shape(a.shape, b.shape, spec, slot)
     if math.prod(shape) == 0 or a.size == 0 or b.size == 0:
         return jnp.zeros(shape, out_dtype)
-    if platform == "cpu" and 1 < spec.groups <= MAX_SPLIT_GROUPS and spec.algorithm != "dot":
-        fn = functools.partial(_per_group, slot=slot, spec=spec, out_dtype=out_dtype, platform=platform)
-    else:
-        fn = functools.partial(_IMPLS[slot], spec=spec, out_dtype=out_dtype, platform=platform)
+    fn = functools.partial(_lowering.lower, slot, spec=spec, out_dtype=out_dtype, platform=platform)
     if _uses_explicit_axes(a, b):
         # Explicitly sharded operands: let the partitioner place the reshapes and transposes
         # of the lowering, and hand back the sharding the abstract evaluation promised.

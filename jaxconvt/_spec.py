@@ -8,6 +8,7 @@ every error is raised at trace time, identically eagerly and under ``jax.jit``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -16,10 +17,25 @@ import numpy as np
 
 from jaxconvt import _padding
 
-__all__ = ["ConvSpec", "make_spec", "normalize_data_format", "ALGORITHMS"]
+__all__ = [
+    "ConvSpec",
+    "make_spec",
+    "normalize_data_format",
+    "shape_tuple",
+    "check_sizes_fit",
+    "ALGORITHMS",
+    "INT64_MAX",
+    "MAX_ELEMENTS",
+]
 
 #: Lowering algorithms ``conv_transpose`` accepts (see ``_lowering.choose_algorithm``); "dot" applies to every slot.
 ALGORITHMS = ("auto", "dilate", "pad", "phase", "dot")
+
+#: Largest size, stride, padding or element count XLA can represent (its shapes are int64).
+INT64_MAX = 2**63 - 1
+#: Most elements an array of the op may have: 16-byte elements then need 2**60 bytes, within int64.
+MAX_ELEMENTS = 2**56
+_INT64_RULE = "at most 2**63 - 1 (XLA's sizes are int64)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +80,18 @@ class ConvSpec:
         )
 
 
+def _scalar(v: Any) -> Any:
+    """A 0-d numpy array -> its numpy scalar, so it is judged like the scalar (``np.array(2)`` is an int,
+    ``np.array(True)`` a bool, ``np.array(2.0)`` a float); anything else unchanged."""
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        return v[()]
+    return v
+
+
 def _is_int(v: Any) -> bool:
-    if isinstance(v, (bool, np.bool_)):
+    """An int, a numpy integer or a 0-d integer array; never a bool (Python, numpy or array)."""
+    v = _scalar(v)
+    if isinstance(v, (bool, np.bool_)) or getattr(getattr(v, "dtype", None), "kind", None) == "b":
         return False
     try:
         operator.index(v)
@@ -75,15 +101,35 @@ def _is_int(v: Any) -> bool:
 
 
 def _describe(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"{v!r} (a numpy array of dtype {v.dtype})"
     return f"{v!r} (type {type(v).__name__})"
 
 
+def _sequence_items(value: Any) -> list | None:
+    """The items of a non-string sequence or a numpy array of rank >= 1, else None."""
+    value = _scalar(value)
+    if isinstance(value, np.ndarray):
+        return list(value)
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    return None
+
+
+def check_int64(values: Sequence[int], name: str, shown: Any) -> None:
+    """Raises ValueError naming ``name`` when a value does not fit XLA's int64 sizes."""
+    if any(v > INT64_MAX for v in values):
+        raise ValueError(f"`{name}` must be {_INT64_RULE} in every spatial dimension; got {name}={shown!r}.")
+
+
 def int_tuple(value: Any, n: int, name: str, *, minimum: int) -> tuple[int, ...]:
-    """An int or a length-``n`` sequence of ints -> an ``n``-tuple, each ``>= minimum``."""
+    """An int or a length-``n`` sequence of ints -> an ``n``-tuple, each ``>= minimum`` and fitting int64.
+
+    0-d numpy arrays count as their scalar: an integer one is an int, a bool or float one is refused.
+    """
     if _is_int(value):
-        values = (operator.index(value),) * n
-    elif isinstance(value, Sequence) and not isinstance(value, str) or isinstance(value, np.ndarray):
-        items = list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
+        values = (operator.index(_scalar(value)),) * n
+    elif (items := _sequence_items(value)) is not None:
         if not all(_is_int(v) for v in items):
             raise TypeError(f"`{name}` must be an int or a sequence of {n} ints; got {_describe(value)}.")
         if len(items) != n:
@@ -91,12 +137,56 @@ def int_tuple(value: Any, n: int, name: str, *, minimum: int) -> tuple[int, ...]
                 f"`{name}` must be an int or a sequence of {n} ints (one per spatial "
                 f"dimension); got {value!r} of length {len(items)}."
             )
-        values = tuple(operator.index(v) for v in items)
+        values = tuple(operator.index(_scalar(v)) for v in items)
     else:
         raise TypeError(f"`{name}` must be an int or a sequence of {n} ints; got {_describe(value)}.")
     if any(v < minimum for v in values):
         raise ValueError(f"`{name}` must be >= {minimum} in every spatial dimension; got {name}={value!r}.")
+    check_int64(values, name, value)
     return values
+
+
+def shape_tuple(value: Any, name: str) -> tuple[int, ...]:
+    """A shape given by the user (``conv_transpose_output_shape``) -> a tuple of ints in ``[0, 2**63)``."""
+    items = _sequence_items(value)
+    if items is None or not all(_is_int(v) for v in items):
+        raise TypeError(f"`{name}` must be a sequence of ints; got {_describe(value)}.")
+    shape = tuple(operator.index(_scalar(v)) for v in items)
+    if any(v < 0 for v in shape):
+        raise ValueError(f"`{name}` sizes must be >= 0; got {name}={shape}.")
+    if any(v > INT64_MAX for v in shape):
+        raise ValueError(f"`{name}` sizes must be {_INT64_RULE}; got {name}={shape}.")
+    return shape
+
+
+def check_sizes_fit(
+    full: Sequence[int], out: Sequence[int], batch: int, channels: tuple[int, int], names: str, got: str
+) -> None:
+    """Raises ValueError when the sizes the op works with do not fit XLA's int64 arithmetic.
+
+    ``full`` are the uncropped spatial sizes, ``out`` the output's, ``channels`` the input and
+    output channel counts; ``names`` are the backticked arguments that made the sizes and ``got``
+    their values, for the message. Two rules: every size is at most ``2**63 - 1``, and the arrays
+    the op builds (at most ``batch * max(channels)`` times the larger of the uncropped and
+    output spatial sizes; empty axes counted as 1) have at most ``MAX_ELEMENTS`` elements, so
+    their sizes in bytes fit int64: XLA aborts the whole process when a byte size overflows.
+    Python ints never overflow, so the check is exact and costs the same for any stride.
+    """
+    if any(v > INT64_MAX for v in (*full, *out)):
+        raise ValueError(
+            f"{names} must keep every size {_INT64_RULE}: the uncropped result would have spatial shape "
+            f"{tuple(full)} and the output {tuple(out)}; got {got}."
+        )
+    # A symbolic batch size (jax.export) cannot be checked here: it counts as 1.
+    batch = batch if isinstance(batch, (int, np.integer)) else 1
+    elements = math.prod(max(v, 1) for v in (batch, max(channels), *(max(f, o) for f, o in zip(full, out))))
+    if elements > MAX_ELEMENTS:
+        raise ValueError(
+            f"{names} must keep the op's arrays at most 2**56 elements (XLA computes sizes in bytes as int64 and "
+            f"aborts the process when they overflow): the uncropped result would have spatial shape {tuple(full)} "
+            f"and the output {tuple(out)}, about {elements:.3g} elements with batch {batch} and "
+            f"{max(channels)} channels; got {got}."
+        )
 
 
 def _precision(precision: Any):
@@ -149,7 +239,7 @@ def _explicit_padding(padding: Any, n: int) -> tuple[tuple[int, int], ...]:
         f"non-negative ints, or a sequence of {n} (low, high) pairs of non-negative ints"
     )
     if isinstance(padding, np.ndarray):
-        padding = padding.tolist()
+        padding = padding.tolist()  # a 0-d array becomes its Python scalar
     if _is_int(padding):
         pairs = ((operator.index(padding),) * 2,) * n
     elif isinstance(padding, Sequence) and not isinstance(padding, str):
@@ -169,6 +259,8 @@ def _explicit_padding(padding: Any, n: int) -> tuple[tuple[int, int], ...]:
         raise TypeError(f"{rule}; got {_describe(padding)}.")
     if any(v < 0 for pair in pairs for v in pair):
         raise ValueError(f"{rule}; got negative padding {padding!r}.")
+    if any(v > INT64_MAX for pair in pairs for v in pair):
+        raise ValueError(f"`padding` must be {_INT64_RULE} in every spatial dimension; got padding={padding!r}.")
     return pairs
 
 
@@ -177,14 +269,12 @@ def _spatial_output_shape(output_shape: Any, n: int, batch: int, channels_out: i
     rule = f"`output_shape` must be a sequence of {n} spatial sizes (or {n + 2} including batch and channels)"
     if _is_int(output_shape) and n == 1:
         output_shape = (output_shape,)
-    if not (isinstance(output_shape, Sequence) and not isinstance(output_shape, str)) and not isinstance(
-        output_shape, np.ndarray
-    ):
+    items = _sequence_items(output_shape)
+    if items is None:
         raise TypeError(f"{rule}; got {_describe(output_shape)}.")
-    items = list(np.asarray(output_shape).tolist()) if isinstance(output_shape, np.ndarray) else list(output_shape)
     if not all(_is_int(v) for v in items):
         raise TypeError(f"{rule}; got {output_shape!r}.")
-    items = [operator.index(v) for v in items]
+    items = [operator.index(_scalar(v)) for v in items]
     if len(items) == n + 2:
         full = items
         b, c = (full[0], full[-1]) if channels_last else (full[0], full[1])
@@ -198,6 +288,8 @@ def _spatial_output_shape(output_shape: Any, n: int, batch: int, channels_out: i
         raise ValueError(f"{rule}; got {output_shape!r} of length {len(items)}.")
     if any(v < 0 for v in items):
         raise ValueError(f"`output_shape` sizes must be >= 0; got {output_shape!r}.")
+    if any(v > INT64_MAX for v in items):
+        raise ValueError(f"`output_shape` sizes must be {_INT64_RULE}; got {output_shape!r}.")
     return tuple(items)
 
 
@@ -245,9 +337,11 @@ def make_spec(
 
     if not _is_int(groups):
         raise TypeError(f"`groups` must be a positive int; got {_describe(groups)}.")
-    groups = operator.index(groups)
+    groups = operator.index(_scalar(groups))
     if groups < 1:
         raise ValueError(f"`groups` must be >= 1; got groups={groups}.")
+    if groups > INT64_MAX:
+        raise ValueError(f"`groups` must be {_INT64_RULE}; got groups={groups}.")
     if kc_in != c_in:
         raise ValueError(
             f"`kernel` input channels (its last axis, {kc_in}) must equal the input channels "
@@ -321,6 +415,16 @@ def make_spec(
             f"{out_spatial}; got padding={padding!r} for inputs spatial shape {tuple(spatial)}, kernel "
             f"spatial shape {tuple(ksize)}, strides={strides}, dilation_rate={dilation}."
         )
+    full = tuple(_padding.full_size(spatial[j], ksize[j], strides[j], dilation[j]) for j in range(n))
+    check_sizes_fit(
+        full,
+        out_spatial,
+        batch,
+        (c_in, c_out),
+        "`strides` and `dilation_rate`",
+        f"strides={strides}, dilation_rate={dilation}, padding={padding!r} for inputs spatial shape "
+        f"{tuple(spatial)}, kernel spatial shape {tuple(ksize)}, batch {batch} and {c_out} output channels",
+    )
 
     if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"`algorithm` must be one of {ALGORITHMS}; got {algorithm!r}.")

@@ -43,8 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxconvt._api import as_operand
 from jaxconvt._api import conv_transpose as _core_conv_transpose
-from jaxconvt._spec import _is_int
+from jaxconvt._spec import INT64_MAX, _is_int, _scalar, check_sizes_fit
 
 __all__ = ["conv_transpose", "conv_transpose_crops"]
 
@@ -61,9 +62,13 @@ def _ints(value: Any, length: int, name: str, default: int, minimum: int) -> tup
         raise TypeError(f"`{name}` must be a sequence of {length} ints; got {value!r} (type {type(value).__name__}).")
     if len(value) != length:
         raise ValueError(f"`{name}` must have {length} elements; got {name}={list(value)!r} of length {len(value)}.")
-    values = tuple(operator.index(v) for v in value)
+    values = tuple(operator.index(_scalar(v)) for v in value)
     if any(v < minimum for v in values):
         raise ValueError(f"`{name}` must be >= {minimum} everywhere; got {name}={list(values)!r}.")
+    if any(v > INT64_MAX for v in values):
+        raise ValueError(
+            f"`{name}` must be at most 2**63 - 1 everywhere (ONNX ints are int64); got {name}={list(values)!r}."
+        )
     return values
 
 
@@ -71,7 +76,10 @@ def _auto_pad(auto_pad: Any) -> str:
     if auto_pad is None:  # attribute absent
         return "NOTSET"
     if isinstance(auto_pad, bytes):  # onnx.helper.get_attribute_value gives bytes for strings
-        auto_pad = auto_pad.decode()
+        try:
+            auto_pad = auto_pad.decode()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"`auto_pad` must be one of {AUTO_PADS}; got {auto_pad!r} (not UTF-8).") from err
     if not isinstance(auto_pad, str):
         raise TypeError(f"`auto_pad` must be one of {AUTO_PADS}; got {auto_pad!r} (type {type(auto_pad).__name__}).")
     if auto_pad not in AUTO_PADS:
@@ -197,7 +205,10 @@ def conv_transpose(
       ``Y`` of shape ``(N, M, *out)`` and the promoted dtype of ``X``, ``W`` and ``B``.
 
     Raises:
-      TypeError, ValueError: for attributes or shapes the operator does not allow.
+      TypeError, ValueError: for attributes or shapes the operator does not allow, naming the
+        operator's input or attribute: operands that are not arrays of float16, bfloat16,
+        float32, float64, complex64 or complex128 (``TypeError``), ints beyond int64 (ONNX's
+        ints) and sizes beyond what XLA's int64 arithmetic holds (``ValueError``).
 
     Example:
       >>> import jax.numpy as jnp
@@ -209,8 +220,8 @@ def conv_transpose(
       >>> onnx_compat.conv_transpose(x, w, auto_pad="SAME_UPPER", strides=[2, 2])[0, 0, 0]
       Array([0., 0., 1., 1., 3., 2.], dtype=float32)
     """
-    X = X if hasattr(X, "shape") and hasattr(X, "dtype") else jnp.asarray(X)
-    W = W if hasattr(W, "shape") and hasattr(W, "dtype") else jnp.asarray(W)
+    X = as_operand(X, "X")
+    W = as_operand(W, "W")
     if X.ndim < 3:
         raise ValueError(f"`X` must have rank >= 3 (N, C, *spatial); got shape {tuple(X.shape)}.")
     n = X.ndim - 2
@@ -221,9 +232,11 @@ def conv_transpose(
         )
     if not _is_int(group):
         raise TypeError(f"`group` must be an int; got {group!r} (type {type(group).__name__}).")
-    group = operator.index(group)
+    group = operator.index(_scalar(group))
     if group < 1:
         raise ValueError(f"`group` must be >= 1; got group={group}.")
+    if group > INT64_MAX:
+        raise ValueError(f"`group` must be at most 2**63 - 1 (ONNX ints are int64); got group={group}.")
     if W.shape[0] != X.shape[1]:
         raise ValueError(
             f"`W`'s first axis must equal the input channels C of `X`; got X shape {tuple(X.shape)} and W shape "
@@ -240,7 +253,7 @@ def conv_transpose(
         raise ValueError(f"`W` spatial dimensions must be >= 1; got W shape {tuple(W.shape)}.")
     m = W.shape[1] * group
     if B is not None:
-        B = B if hasattr(B, "shape") and hasattr(B, "dtype") else jnp.asarray(B)
+        B = as_operand(B, "B")
         if tuple(B.shape) != (m,):
             raise ValueError(f"`B` must have shape (M,) = ({m},) (M = W.shape[1] * group); got B shape {B.shape}.")
 
@@ -265,6 +278,15 @@ def conv_transpose(
             f"pads={pads!r}, output_padding={output_padding!r} for X shape {tuple(X.shape)}, W shape "
             f"{tuple(W.shape)}, strides={list(strides)}, dilations={list(dilations)}."
         )
+    check_sizes_fit(
+        fulls,
+        out_spatial,
+        X.shape[0],
+        (X.shape[1], m),
+        "`strides` and `dilations`",
+        f"strides={list(strides)}, dilations={list(dilations)} for X shape {tuple(X.shape)} and W shape "
+        f"{tuple(W.shape)}",
+    )
 
     # The core takes non-negative crops that fit in the full result; the rest is lax.pad
     # (positive: zero extension, negative: a further crop of the all-zero extension).

@@ -3,7 +3,31 @@
 Same signatures, defaults, layouts, argument rules and results as PyTorch (checked against
 torch 2.13 in the test suite): input ``(N, C_in, *spatial)`` or unbatched ``(C_in, *spatial)``,
 weight ``(C_in, C_out // groups, *kernel)``, optional bias ``(C_out,)``. Where PyTorch refuses
-a call, these raise ``ValueError`` (bad values) or ``TypeError`` (bad types) at trace time.
+a call, these raise ``ValueError`` (bad values) or ``TypeError`` (bad types and dtypes) at
+trace time, with the three exceptions listed below.
+
+Dtypes follow torch (CPU): ``input``, ``weight`` and ``bias`` must all have one dtype (torch
+does not promote them), one of float16, bfloat16, float32, float64, complex64 and complex128,
+and the output has it. Dtypes are judged as given (torch tensor, numpy or JAX array), before
+JAX canonicalises them; the computation then runs in JAX's dtype, so float64 operands compute
+in float32 unless x64 is enabled. Torch tensors of any of these dtypes are accepted (detached
+and copied to host; bfloat16, conjugate and non-contiguous ones included).
+
+Where this module and torch 2.13 differ:
+
+* int64: torch CPU computes int64 x int64 (torch CUDA does not); this module raises a
+  ``TypeError`` naming the int64 operand, as jaxconvt computes floating-point and complex
+  numbers only. Cast to float64 (exact while every sum stays below ``2**53``).
+* A real ``bias`` of another real dtype than the output: torch refuses it in 3-D and in some
+  1-D / 2-D configurations, and casts it to the output dtype in others (it depends on the
+  backend torch picks for the shapes); this module always refuses it.
+* A numpy 0-d integer array for ``stride``, ``padding``, ``output_padding`` or ``dilation``
+  counts as an int, as it does for ``groups`` in torch (torch 2.13 fails with an internal
+  assertion on the tuple arguments).
+
+Integers must fit int64 (torch's and XLA's ints), and so must the sizes they give; beyond that
+these raise ``ValueError``, as torch does for ints beyond int64 (for sizes beyond it torch
+raises ``RuntimeError`` with messages that show the overflowed values).
 
 Each function is a thin adapter: the weight is transposed into jaxconvt's kernel layout
 (:func:`kernel_from_torch`) and the call goes to :func:`jaxconvt.conv_transpose` with
@@ -25,9 +49,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
-from jaxconvt._api import conv_transpose
-from jaxconvt._spec import _describe, _is_int
+from jaxconvt._api import _DTYPE_NAMES, as_operand, conv_transpose
+from jaxconvt._spec import INT64_MAX, _describe, _is_int, _scalar, check_sizes_fit
 
 __all__ = [
     "conv_transpose1d",
@@ -38,31 +63,72 @@ __all__ = [
 ]
 
 
-def _to_array(value: Any, name: str):
-    """Arrays pass through; torch tensors become numpy arrays; other values go through ``jnp.asarray``."""
-    if type(value).__module__.split(".")[0] == "torch":
-        value = value.detach().cpu().numpy()
-    if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return value
+def _from_torch(value: Any, name: str):
+    """A ``torch.Tensor`` -> a numpy array with the same values and dtype (bfloat16 included)."""
+    import torch
+
+    tensor = value.detach().cpu().resolve_conj().resolve_neg()
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: reinterpret the bits as ml_dtypes' bfloat16
+        return tensor.view(torch.int16).numpy().view(jnp.bfloat16)
     try:
-        return jnp.asarray(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be an array; got {_describe(value)}.") from err
+        return tensor.numpy()
+    except (TypeError, RuntimeError) as err:
+        raise TypeError(
+            f"`{name}` must have a floating-point or complex dtype ({_DTYPE_NAMES}); got torch dtype "
+            f"{str(tensor.dtype).removeprefix('torch.')}."
+        ) from err
+
+
+def _to_array(value: Any, name: str):
+    """An operand named ``name`` -> an array of a dtype jaxconvt computes in.
+
+    Torch tensors become numpy arrays of the same dtype; JAX and numpy arrays pass through; other
+    values go through ``jnp.asarray``. The dtype is checked before JAX canonicalises it, so an
+    int64 tensor is reported as int64 even with x64 off.
+    """
+    if type(value).__module__.split(".")[0] == "torch":
+        value = _from_torch(value, name)
+    if value is not None and not (hasattr(value, "shape") and hasattr(value, "dtype")):
+        try:
+            value = jnp.asarray(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"`{name}` must be an array; got {_describe(value)}.") from err
+    if value is not None and np.dtype(value.dtype) == np.int64:
+        raise TypeError(
+            f"`{name}` must have a floating-point or complex dtype ({_DTYPE_NAMES}); got dtype int64. torch CPU "
+            "computes int64 transposed convolutions, but jaxconvt computes floating-point and complex numbers "
+            "only: cast to float64 first (exact while every sum stays below 2**53 in magnitude)."
+        )
+    return as_operand(value, name)
+
+
+def _same_dtypes(x, weight, bias) -> None:
+    """torch's rule: ``input``, ``weight`` and ``bias`` have one dtype (it does not promote)."""
+    dtypes = {"input": np.dtype(x.dtype), "weight": np.dtype(weight.dtype)}
+    if bias is not None:
+        dtypes["bias"] = np.dtype(bias.dtype)
+    if len(set(dtypes.values())) > 1:
+        names = [f"`{name}`" for name in dtypes]
+        names = " and ".join([", ".join(names[:-1]), names[-1]])
+        shown = ", ".join(f"{name} dtype {dtype.name}" for name, dtype in dtypes.items())
+        raise TypeError(f"{names} must have the same dtype (torch does not promote them); got {shown}.")
 
 
 def _check_groups(groups: Any) -> int:
     if not _is_int(groups):
         raise TypeError(f"`groups` must be an int; got {_describe(groups)}.")
-    groups = operator.index(groups)
+    groups = operator.index(_scalar(groups))
     if groups < 1:
         raise ValueError(f"`groups` must be >= 1 (torch refuses non-positive groups); got groups={groups}.")
+    if groups > INT64_MAX:
+        raise ValueError(f"`groups` must be at most 2**63 - 1 (torch's and XLA's ints are int64); got groups={groups}.")
     return groups
 
 
 def _int_tuple(value: Any, n: int, name: str, minimum: int) -> tuple[int, ...]:
-    """Torch's ``int or tuple`` argument rule: an int, or a tuple/list of 1 or ``n`` ints."""
+    """Torch's ``int or tuple`` argument rule: an int, or a tuple/list of 1 or ``n`` ints (each int64)."""
     if _is_int(value):
-        values = (operator.index(value),) * n
+        values = (operator.index(_scalar(value)),) * n
     elif isinstance(value, (tuple, list)):
         if not all(_is_int(v) for v in value):
             raise TypeError(f"`{name}` must be an int or a tuple of {n} ints; got {_describe(value)}.")
@@ -71,11 +137,16 @@ def _int_tuple(value: Any, n: int, name: str, minimum: int) -> tuple[int, ...]:
                 f"`{name}` must be an int or a tuple of {n} ints (one per spatial dimension, or 1 for all); "
                 f"got {name}={tuple(value)!r} of length {len(value)}."
             )
-        values = tuple(operator.index(v) for v in value) * (n if len(value) == 1 else 1)
+        values = tuple(operator.index(_scalar(v)) for v in value) * (n if len(value) == 1 else 1)
     else:
         raise TypeError(f"`{name}` must be an int or a tuple of {n} ints; got {_describe(value)}.")
     if any(v < minimum for v in values):
         raise ValueError(f"`{name}` must be >= {minimum} in every spatial dimension; got {name}={values}.")
+    if any(v > INT64_MAX for v in values):
+        raise ValueError(
+            f"`{name}` must be at most 2**63 - 1 (torch's and XLA's ints are int64) in every spatial dimension; "
+            f"got {name}={values}."
+        )
     return values
 
 
@@ -93,8 +164,13 @@ def kernel_from_torch(weight, groups: int = 1):
       groups: the layer's number of groups; ``C_in`` must be divisible by it.
 
     Returns:
-      A JAX array of shape ``(*k, C_out // groups, C_in)``. Inside ``jax.jit`` or ``grad`` it is
-      a plain transpose, so gradients flow back to a JAX ``weight``.
+      A JAX array of shape ``(*k, C_out // groups, C_in)`` and ``weight``'s dtype. Inside
+      ``jax.jit`` or ``grad`` it is a plain transpose, so gradients flow back to a JAX ``weight``.
+
+    Raises:
+      TypeError: ``weight`` is not an array of one of the six floating-point and complex dtypes
+        (float16, bfloat16, float32, float64, complex64, complex128).
+      ValueError: a rank below 3, or ``C_in`` not divisible by ``groups``.
 
     Example:
       >>> import numpy as np
@@ -134,6 +210,9 @@ def kernel_to_torch(kernel, groups: int = 1):
       A JAX array of shape ``(C_in, C_out // groups, *k)``; copy it into a torch layer with
       ``torch.from_numpy(np.asarray(w))``.
 
+    Raises:
+      TypeError, ValueError: as :func:`kernel_from_torch`, naming ``kernel``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxconvt import torch_compat
@@ -166,7 +245,7 @@ def _output_padding_from_size(output_size, n, spatial, stride, padding, ksize, d
         or not all(_is_int(v) for v in output_size)
     ):
         raise TypeError(f"`output_size` must be a sequence of ints; got {_describe(output_size)}.")
-    sizes = [operator.index(v) for v in output_size]
+    sizes = [operator.index(_scalar(v)) for v in output_size]
     lead = 2 if batched else 1
     if len(sizes) == n + lead:
         sizes = sizes[lead:]
@@ -203,6 +282,8 @@ def _conv_transpose_nd(
     name = f"conv_transpose{n}d"
     x = _to_array(input, "input")
     weight = _to_array(weight, "weight")
+    bias = None if bias is None else _to_array(bias, "bias")
+    _same_dtypes(x, weight, bias)
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`input` of {name} must have rank {n + 1} (unbatched: C_in, *spatial) or {n + 2} "
@@ -260,8 +341,16 @@ def _conv_transpose_nd(
             f"{tuple(weight.shape)}, stride={stride}, output_padding={output_padding}, dilation={dilation}."
         )
     c_out = groups * weight.shape[1]
+    full = tuple((i - 1) * s + d * (k - 1) + 1 for i, s, d, k in zip(spatial, stride, dilation, ksize))
+    check_sizes_fit(
+        full,
+        out_spatial,
+        in_shape[0],
+        (c_in, c_out),
+        "`stride` and `dilation`",
+        f"stride={stride}, dilation={dilation} for input shape {tuple(x.shape)} and weight shape {tuple(weight.shape)}",
+    )
     if bias is not None:
-        bias = _to_array(bias, "bias")
         if tuple(bias.shape) != (c_out,):
             raise ValueError(
                 f"`bias` must be 1-D with C_out = groups * weight.shape[1] = {c_out} elements; got bias shape "
@@ -319,7 +408,8 @@ def conv_transpose1d(
       ``L_out = (L - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
 
     Raises:
-      TypeError, ValueError: where PyTorch refuses the arguments.
+      TypeError, ValueError: where PyTorch refuses the arguments (dtypes included), and for
+        int64 operands and a bias of another dtype (see the module docstring).
 
     Example:
       >>> import jax.numpy as jnp
@@ -365,7 +455,8 @@ def conv_transpose2d(
       ``(i - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
 
     Raises:
-      TypeError, ValueError: where PyTorch refuses the arguments.
+      TypeError, ValueError: where PyTorch refuses the arguments (dtypes included), and for
+        int64 operands and a bias of another dtype (see the module docstring).
 
     Example:
       >>> import jax.numpy as jnp
@@ -412,7 +503,8 @@ def conv_transpose3d(
       ``(i - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1``.
 
     Raises:
-      TypeError, ValueError: where PyTorch refuses the arguments.
+      TypeError, ValueError: where PyTorch refuses the arguments (dtypes included), and for
+        int64 operands and a bias of another dtype (see the module docstring).
 
     Example:
       >>> import jax.numpy as jnp

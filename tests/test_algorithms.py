@@ -24,6 +24,7 @@ import pytest
 
 import jaxconvt
 from jaxconvt import _lowering, _primitive
+from jaxconvt._lowering import forward, kernel_grad, phase, rules
 from jaxconvt._spec import make_spec
 from tests.reference import keras_crop, scatter_conv_transpose
 
@@ -87,8 +88,12 @@ def test_choose_dot_for_bfloat16_on_cpu():
     assert choose(spec, bf16, "gpu", big) == "phase"
     assert choose(spec, bf16, None, big) == "phase"
     assert choose(spec, bf16, "cpu", (1, 8, 8, 64)) == "phase"  # 4096 elements: overhead-bound
-    holes, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=3)  # shifts {0, 3}: not contiguous
+    holes, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=(3, 1))  # shifts {0, 3}: not contiguous
     assert choose(holes, bf16, "cpu", big) == "phase"
+    # a phase form doing >= SCATTER_MIN_WASTE times the useful work: the definition, tap by tap
+    sparse, _ = make_spec((1, 64, 64, 64), (4, 4, 32, 64), 2, dilation_rate=3)  # waste 2.5 per dimension
+    assert _lowering.phase_waste(sparse.kernel_size, sparse) >= rules.SCATTER_MIN_WASTE
+    assert choose(sparse, bf16, "cpu", big) == choose(sparse, jnp.float32, None, big) == "scatter"
     huge, _ = make_spec((1, 64, 64, 64), (9, 9, 32, 64), 2)  # 81 taps > DOT_MAX_TAPS
     assert choose(huge, bf16, "cpu", big) == "phase"
     # the whole training step lowers to matrix products on CPU: no convolution left in any slot
@@ -160,7 +165,7 @@ def test_auto_never_zero_inserts_in_any_slot(ndim, kernel, strides, padding, out
     grad2 = jax.grad(lambda x, k: jnp.sum(jax.grad(loss, argnums=(0, 1))(x, k)[1] ** 2), argnums=(0, 1))
     forward = _conv_windows(jax.jit(f).lower(x, k).as_text())
     # One convolution; on CPU one per group (groups <= MAX_SPLIT_GROUPS are split there).
-    per_group = jax.default_backend() == "cpu" and groups <= _primitive.MAX_SPLIT_GROUPS
+    per_group = jax.default_backend() == "cpu" and groups <= _lowering.MAX_SPLIT_GROUPS
     assert len(forward) == (groups if per_group else 1), forward
     assert all(set(stride) == {1} for stride, _ in forward), forward
     for fn in (f, jax.grad(loss, argnums=(0, 1)), grad2):
@@ -188,8 +193,8 @@ def test_kernel_gradient_forms_agree(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         y = rng.standard_normal(out)
-        ref = jax.jit(_lowering._k_direct, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
-        got = jax.jit(_lowering._k_phase, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
+        ref = jax.jit(kernel_grad.k_direct, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
+        got = jax.jit(kernel_grad.k_phase, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
         assert got.shape == k.shape
         np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-11, atol=1e-11)
         # and both against the reference through the adjoint identity <dK, K> = <y, f(x, K)>
@@ -203,7 +208,9 @@ def test_kernel_gradient_selection():
 
     def dots(x_shape, k_shape, groups=1):
         spec, out = make_spec(x_shape, k_shape, 2, "same", groups=groups)
-        fn = lambda x, y: _lowering.k_from_xy(x, y, spec, np.float32)
+        if _lowering.choose("k", x_shape, out, np.float32, spec).name == "direct":
+            return 0
+        fn = lambda x, y: kernel_grad.k_phase(x, y, spec, np.float32)
         return str(jax.make_jaxpr(fn)(jnp.ones(x_shape), jnp.ones(out))).count("dot_general")
 
     assert dots((4, 32, 32, 32), (4, 4, 32, 32)) == 4  # one product per tap of the 2x2 phase window
@@ -226,8 +233,8 @@ def test_kernel_gradient_selection():
     ],
 )
 def test_phase_classes(k, s, d, expected):
-    w = _lowering._phase_window(k, s, d)
-    classes = _lowering._phase_classes(k, s, d, w)
+    w = phase.phase_window(k, s, d)
+    classes = phase.phase_classes(k, s, d, w)
     assert classes == expected
     # every phase once, in order; every tap of the kernel counted once over the classes
     assert [r for r0, r1, *_ in classes for r in range(r0, r1)] == list(range(s))
@@ -249,14 +256,14 @@ def test_exact_phase_forms_match_reference(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         f64 = np.dtype(np.float64)
-        got = jax.jit(_lowering._y_phase, static_argnums=(2, 3, 4))(x, k, spec, f64, True)
+        got = jax.jit(forward.y_phase, static_argnums=(2, 3, 4))(x, k, spec, f64, True)
         want = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-11, atol=1e-11)
         y = rng.standard_normal(out)
-        dk = jax.jit(_lowering._k_phase, static_argnums=(2, 3, 4))(x, y, spec, f64, True)
-        ref = jax.jit(_lowering._k_direct, static_argnums=(2, 3))(x, y, spec, f64)
+        dk = jax.jit(kernel_grad.k_phase, static_argnums=(2, 3, 4))(x, y, spec, f64, True)
+        ref = jax.jit(kernel_grad.k_direct, static_argnums=(2, 3))(x, y, spec, f64)
         np.testing.assert_allclose(np.asarray(dk), np.asarray(ref), rtol=1e-11, atol=1e-11)
-        multi += math.prod(len(c) for c in _lowering._phase_plan(spec, cfg["sp"]).classes) > 1
+        multi += math.prod(len(c) for c in phase.phase_plan(spec, cfg["sp"]).classes) > 1
         checked += 1
     assert multi >= 20  # the grid really exercises several classes
 
@@ -267,12 +274,12 @@ def test_exact_phase_selection():
 
     def plan_of(x_shape, k_shape, *args, **kwargs):
         spec, _ = make_spec(x_shape, k_shape, *args, **kwargs)
-        return _lowering._phase_plan(spec, x_shape[1:-1])
+        return phase.phase_plan(spec, x_shape[1:-1])
 
     vae2d = plan_of((1, 16, 16, 512), (3, 3, 256, 512), 2, 1, 1)
     vae3d = plan_of((1, 8, 8, 8, 64), (3, 3, 3, 64, 64), 2, 1, 1)
     dcgan = plan_of((1, 8, 8, 256), (4, 4, 128, 256), 2, 1)
-    use = _lowering._use_exact
+    use = phase.use_exact
     assert use(vae2d, 512, 256, None, "y") and use(vae2d, 512, 256, None, "k")
     assert not use(vae2d, 16, 16, None, "y")  # narrow: the extra convolutions cost more
     assert not use(vae3d, 64, 64, None, "y") and use(vae3d, 64, 64, None, "k")
@@ -280,7 +287,7 @@ def test_exact_phase_selection():
     assert not use(dcgan, 256, 128, True, "y")  # one class: nothing to split even when forced
 
     def convs(x_shape, k_shape):
-        fn = lambda x, k: _lowering.y_from_xk(x, k, make_spec(x_shape, k_shape, 2, 1, 1)[0], np.float32)
+        fn = lambda x, k: forward.y_phase(x, k, make_spec(x_shape, k_shape, 2, 1, 1)[0], np.float32)
         return str(jax.make_jaxpr(fn)(jnp.ones(x_shape), jnp.ones(k_shape))).count("conv_general_dilated")
 
     assert convs((1, 16, 16, 512), (3, 3, 256, 512)) == 4  # 2 classes per dimension

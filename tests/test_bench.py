@@ -6,16 +6,25 @@ implementations (jaxconvt, lax autodiff, torch) computed the same thing — neve
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
+import io
 import json
 import math
+import os
+import re
 import time
 
 import pytest
 
-from jaxconvt import _bench, _workloads
 from jaxconvt.__main__ import main
-from jaxconvt._workloads import Size, Workload
+from jaxconvt.bench import SCHEMA, STAGES, Settings, machine, timing, workloads
+from jaxconvt.bench.chart import chart_title
+from jaxconvt.bench.machine import load_warning
+from jaxconvt.bench.report import _ms_cell, markers, summary_markdown
+from jaxconvt.bench.suite import empty_result
+from jaxconvt.bench.workloads import Size, Workload
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -41,21 +50,32 @@ TINY = (
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Runs the command line once on the tiny workloads; returns (exit code, report, out dir)."""
+    """Runs the command line once on the tiny workloads, on a machine that looks loaded.
+
+    Returns (exit codes of the run and of a re-render, report, out dir, printed text).
+    """
     out = tmp_path_factory.mktemp("bench")
     readme = out / "README.md"
     readme.write_text("# Results\n\nintro\n")
+    summary = out / "summary.md"
+    summary.write_text(f"# Top\n\n{SUMMARY_BEGIN}\nold\n{SUMMARY_END}\n\nend\n")
     argv = ["bench", "--quick", "--workloads", ",".join(w.name for w in TINY), "--out", str(out)]
-    argv += ["--markdown", str(readme), "--no-progress", "--repeats", "2"]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_workloads, "WORKLOADS", TINY)
+    argv += ["--markdown", str(readme), "--summary", str(summary), "--no-progress", "--repeats", "2", "--seed", "3"]
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.setattr(workloads, "WORKLOADS", TINY)
+        mp.setattr(machine, "load_average", lambda: 99.0)  # more than half of any core count
         code = main(argv)
     report = json.loads((out / "results-cpu-quick.json").read_text())
-    # Re-rendering from the JSON replaces the markdown block instead of appending another one.
+    # Re-rendering from the JSON replaces the markdown blocks instead of appending others.
     (out / "results-cpu-quick.png").unlink()
     render = ["bench", "--render", str(out / "results-cpu-quick.json"), "--out", str(out), "--markdown", str(readme)]
-    code_render = main(render)
-    return (code, code_render), report, out
+    with contextlib.redirect_stdout(io.StringIO()):
+        code_render = main([*render, "--summary", str(summary)])
+    return (code, code_render), report, out, printed.getvalue()
+
+
+SUMMARY_BEGIN, SUMMARY_END = markers("cpu", summary=True)
 
 
 def _finite_positive(value) -> bool:
@@ -63,25 +83,72 @@ def _finite_positive(value) -> bool:
 
 
 def test_command_succeeds_and_writes_files(run):
-    codes, report, out = run
+    codes, report, out, _ = run
     assert codes == (0, 0)
-    assert report["schema"] == _bench.SCHEMA
+    assert report["schema"] == SCHEMA
     assert (out / "results-cpu-quick.png").stat().st_size > 1000
     text = (out / "README.md").read_text()
     assert text.startswith("# Results\n\nintro\n")
-    begin, end = _bench._markers("cpu")
+    begin, end = markers("cpu")
     assert text.count(begin) == 1 and text.count(end) == 1
     for w in TINY:
         assert f"| {w.name} | float32 |" in text
+    # The full tables' file also gets the summary block refreshed only when it has one: here not.
+    assert text.count("jaxconvt-bench:cpu:summary") == 0
+
+
+def test_load_warning_reaches_the_output_json_markdown_and_chart(run):
+    _, report, out, printed = run
+    (warning,) = report["warnings"]
+    assert "load average at start was 99" in warning and f"half the {os.cpu_count()} cores" in warning
+    assert printed.startswith("jaxconvt bench: ") and f"WARNING: {warning}" in printed.splitlines()[1]
+    assert printed.rstrip().endswith(f"WARNING: {warning}")  # the last line, too
+    assert f"**Warning:** {warning}" in (out / "README.md").read_text()
+    assert f"**Warning:** {warning}" in (out / "summary.md").read_text()
+    title = chart_title(report)
+    assert "--quick" in title and "indicative only" in title and "WARNING: load average 99" in title
+
+
+def test_load_warning_threshold():
+    assert load_warning({"load_avg_start": 1.01, "cpu_count": 2})
+    assert load_warning({"load_avg_start": 1.0, "cpu_count": 2}) is None
+    assert load_warning({"load_avg_start": None, "cpu_count": 2}) is None
+    assert load_warning({"load_avg_start": 3.0, "cpu_count": 16}) is None
+    clean = {"machine": {"platform": "cpu", "device_kind": "cpu", "jax": "0"}, "settings": {}}
+    assert "quick" not in chart_title(clean) and "WARNING" not in chart_title(clean)
+
+
+def test_summary_table_is_written_between_its_markers(run):
+    _, report, out, _ = run
+    text = (out / "summary.md").read_text()
+    assert text.startswith(f"# Top\n\n{SUMMARY_BEGIN}\n") and text.endswith(f"{SUMMARY_END}\n\nend\n")
+    assert text.count(SUMMARY_BEGIN) == 1 and "old" not in text
+    assert "| workload | vs torch f+b | vs lax f+b | efficiency |" in text
+    assert "`--quick` run" in text
+    for r in report["results"]:
+        torch_ratio = r["speedup"].get("torch", {}).get("fwdbwd")
+        cell = "-" if torch_ratio is None else f"{torch_ratio:.2f}x"
+        assert f"| {r['workload']} | {cell} | {r['speedup']['lax']['fwdbwd']:.2f}x | — |" in text
+
+
+def test_summary_table_shows_efficiency_when_the_json_has_it(run):
+    _, report, _, _ = run
+    report = copy.deepcopy(report)
+    report["results"][0]["impls"]["jaxconvt"]["efficiency"] = {"fwdbwd": 0.456}
+    text = summary_markdown(report)
+    first, second = report["results"][0]["workload"], report["results"][1]["workload"]
+    assert re.search(rf"^\| {first} \|.*\| 46% \|$", text, re.M)
+    assert re.search(rf"^\| {second} \|.*\| — \|$", text, re.M)
 
 
 def test_schema(run):
-    _, report, _ = run
+    _, report, _, _ = run
     assert set(report) >= {"schema", "command", "machine", "settings", "wall_s", "results"}
     machine = report["machine"]
     for key in ("platform", "device_kind", "cpu_model", "cpu_count", "jax", "jaxlib", "torch", "date"):
         assert key in machine
-    assert report["settings"]["repeats"] == 2
+    assert set(report) >= {"warnings"}
+    assert report["settings"]["repeats"] == 2 and report["settings"]["seed"] == 3 and report["settings"]["quick"]
     expected_impls = ["jaxconvt", "lax"] + (["torch"] if HAS_TORCH else [])
     assert report["settings"]["impls"] == expected_impls
     assert [r["workload"] for r in report["results"]] == [w.name for w in TINY]
@@ -96,15 +163,15 @@ def test_schema(run):
         for impl, res in r["impls"].items():
             assert res["errors"] == {}, (r["workload"], impl, res["errors"])
             assert res["skipped"] == {}
-            assert set(res["ms"]) == set(_bench.STAGES)
+            assert set(res["ms"]) == set(STAGES)
 
 
 def test_numbers_positive_and_finite(run):
-    _, report, _ = run
+    _, report, _, _ = run
     for r in report["results"]:
         assert _finite_positive(r["useful_flops"])
         for impl, res in r["impls"].items():
-            for stage in _bench.STAGES:
+            for stage in STAGES:
                 assert _finite_positive(res["ms"][stage]), (r["workload"], impl, stage)
                 assert _finite_positive(res["min_ms"][stage])
                 assert res["min_ms"][stage] <= res["ms"][stage]
@@ -119,7 +186,7 @@ def test_numbers_positive_and_finite(run):
 
 def test_implementations_compute_the_same(run):
     """The baselines' outputs (after layout conversion) match jaxconvt's fwd, dx and dK."""
-    _, report, _ = run
+    _, report, _, _ = run
     for r in report["results"]:
         for impl, res in r["impls"].items():
             for stage, diff in res["max_rel_diff"].items():
@@ -135,12 +202,12 @@ def test_too_slow_call_is_timed_once_and_marked():
             time.sleep(seconds)
             return name
 
-        return _bench._Runner(call, lambda out: out)
+        return timing.Runner(call, lambda out: out)
 
     calls["medium"] = 0
     runners = {"slow": make("slow", 0.4), "medium": make("medium", 0.15), "fast": make("fast", 0.0)}
-    settings = _bench.Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.1, max_call_s=0.3)
-    _bench._time_in_turns(runners, settings)
+    settings = Settings(repeats=4, min_repeats=4, warmup=1, single_call_s=0.1, max_call_s=0.3)
+    timing.time_in_turns(runners, settings)
     slow, medium, fast = runners["slow"], runners["medium"], runners["fast"]
     # Slower than max_call_s: the warm-up call is the only time.
     assert slow.too_slow and len(slow.times) == 1 and slow.times[0] >= 0.4 and calls["slow"] == 1
@@ -148,11 +215,11 @@ def test_too_slow_call_is_timed_once_and_marked():
     assert not medium.too_slow and len(medium.times) == 1 and calls["medium"] == 2
     # Fast calls: 4 turns (rounds) of one timed run, each after a pause and one untimed call.
     assert not fast.too_slow and len(fast.times) == 4 and calls["fast"] == 1 + 2 * settings.rounds
-    result = _bench._empty_result()
+    result = empty_result()
     result["ms"]["dk"], result["runs"]["dk"] = 1234.5, 0
     result["skipped"]["fwdbwd"] = "skipped: too slow"
-    assert _bench._ms_cell(result, "dk") == "1234*"
-    assert _bench._ms_cell(result, "fwdbwd") == "skip"
+    assert _ms_cell(result, "dk") == "1234*"
+    assert _ms_cell(result, "fwdbwd") == "skip"
 
 
 def test_unknown_workload_is_an_error(capsys):
@@ -161,18 +228,18 @@ def test_unknown_workload_is_an_error(capsys):
 
 
 def test_workload_table():
-    names = [w.name for w in _workloads.WORKLOADS]
+    names = [w.name for w in workloads.WORKLOADS]
     assert len(set(names)) == len(names)
-    assert set(_workloads.QUICK) <= set(names)
+    assert set(workloads.QUICK) <= set(names)
     for required in ("dcgan2d", "unet2d", "hifigan1d", "unet3d", "vae3d_k3", "grouped2d", "per_example"):
         assert required in names
-    dcgan = _workloads.get_workloads(["dcgan2d"])[0]
+    dcgan = workloads.get_workloads(["dcgan2d"])[0]
     assert dcgan.useful_flops(dcgan.cpu) == 2 * 16 * 16 * 16 * 256 * 128 * 4 * 4
-    grouped = _workloads.get_workloads(["grouped2d"])[0]
+    grouped = workloads.get_workloads(["grouped2d"])[0]
     assert grouped.useful_flops(grouped.cpu) == 2 * 8 * 16 * 16 * 128 * (128 // 8) * 3 * 3
     import jaxconvt
 
-    for w in _workloads.WORKLOADS:  # every size is a valid configuration
+    for w in workloads.WORKLOADS:  # every size is a valid configuration
         for size in (w.cpu, w.gpu):
             shape = jaxconvt.conv_transpose_output_shape(
                 (1, *size.spatial, size.c_in), (*w.kernel, size.c_out // w.groups, size.c_in), **w.conv_kwargs()

@@ -7,13 +7,21 @@
 * The code examples of the pages run as doctests.
 * ``scripts/make_figures.py`` produces every figure the pages show, and no page shows a
   figure the script does not make.
+* The notebooks are pages of the site, with their outputs (``scripts/mkdocs_hooks.py``).
+* The benchmark figures are generated from the committed JSON: the tables in
+  ``benchmarks/README.md`` and ``README.md`` equal what the bench renders from
+  ``benchmarks/results-cpu.json``, every speed ratio the prose quotes is one of the JSON's,
+  and the benchmarks page opens with the chart and the short ratio table.
+* No page points the reader at material they do not have (the team's notes).
 """
 
 from __future__ import annotations
 
 import doctest
+import html
 import importlib
 import io
+import json
 import os
 import pkgutil
 import re
@@ -25,6 +33,8 @@ from pathlib import Path
 import pytest
 
 import jaxconvt
+from jaxconvt._spec import ALGORITHMS
+from jaxconvt.bench import report as bench_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -144,3 +154,102 @@ def test_benchmark_tables_reach_the_site(site):
     tables = len(re.findall(r"^\|\s*:?-{3,}", readme.read_text(), re.M))
     built = (site / "benchmarks" / "index.html").read_text()
     assert built.count("<table>") >= tables > 0
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebooks_are_pages_with_their_outputs(site, notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    pngs = sum("image/png" in o.get("data", {}) for c in cells for o in c.get("outputs", []))
+    texts = [
+        "".join(o["text"]).strip().splitlines()[0]
+        for c in cells
+        for o in c.get("outputs", [])
+        if o["output_type"] == "stream" and "".join(o["text"]).strip()
+    ]
+    page = site / "notebooks" / notebook.stem / "index.html"
+    built = page.read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+\.png)"', built)
+    assert len(images) == pngs, f"{notebook.name}: {pngs} PNG outputs, {len(images)} images on the page"
+    for src in images:
+        assert (page.parent / src).is_file(), src
+    for first_line in texts:  # every text output is on the page
+        assert html.escape(first_line, quote=False) in built, first_line
+    assert f"notebooks/{notebook.name}" in built
+    assert f'href="{notebook.stem}/"' in (site / "notebooks" / "index.html").read_text()  # linked from the list
+
+
+def _results() -> dict:
+    return json.loads((ROOT / "benchmarks" / "results-cpu.json").read_text())
+
+
+def _block(text: str, begin: str, end: str) -> str:
+    match = re.search(re.escape(begin) + r"\n(.*?)" + re.escape(end), text, re.S)
+    assert match, f"no block {begin}"
+    return match.group(1)
+
+
+def test_benchmark_tables_are_generated_from_the_json():
+    results = _results()
+    tables = (ROOT / "benchmarks" / "README.md").read_text()
+    summary = bench_report.summary_markdown(results)
+    assert _block(tables, *bench_report.markers("cpu")) == bench_report.markdown_report(results)
+    assert _block(tables, *bench_report.markers("cpu", summary=True)) == summary
+    readme = (ROOT / "README.md").read_text()
+    assert _block(readme, *bench_report.markers("cpu", summary=True)) == summary
+
+
+def test_benchmarks_page_opens_with_the_chart_and_the_ratio_table(site):
+    built = (site / "benchmarks" / "index.html").read_text()
+    content = built[built.index('<article class="md-content__inner') :]
+    chart = re.search(r'<img[^>]+src="([^"]*results-cpu\.png)"', content)
+    assert chart, "the chart is not on the benchmarks page"
+    assert (site / "benchmarks" / chart.group(1)).resolve().is_file()
+    first_table = re.search(r"<table>.*?</table>", content, re.S).group(0)
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", first_table)
+    assert headers == ["workload", "vs torch f+b", "vs lax f+b", "efficiency"]
+    assert content.index(chart.group(0)) < content.index(first_table)
+
+
+RATIO = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?x\b")
+
+
+def _json_ratios(results: dict) -> set[str]:
+    """Every speed ratio of the JSON (medians and minimum times, every stage), as the prose rounds them."""
+    values = []
+    for r in results["results"]:
+        mine = r["impls"]["jaxconvt"]
+        for impl, res in r["impls"].items():
+            for key in ("ms", "min_ms"):
+                for stage, theirs in res[key].items():
+                    if impl != "jaxconvt" and theirs and mine[key][stage]:
+                        values.append(theirs / mine[key][stage])
+    return {f"{v:.{digits}f}" for v in values for digits in (0, 1, 2)}
+
+
+def test_speed_ratios_in_the_prose_come_from_the_json():
+    """README.md, benchmarks/README.md and pages quoting the suite: every ``1.23x`` / ``4-67x`` outside tables."""
+    known = _json_ratios(_results())
+    sources = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", DOCS / "index.md", DOCS / "getting-started.md"]
+    unknown = []
+    for path in sources:
+        prose = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("|"))
+        for match in RATIO.finditer(prose):  # table rows are checked as generated, above
+            unknown += [f"{path.name}: {match.group(0)}" for v in match.groups() if v and v not in known]
+    assert not unknown, f"ratios not in benchmarks/results-cpu.json: {unknown}"
+
+
+def test_no_reference_to_material_the_reader_lacks():
+    texts = {p: p.read_text() for p in [*DOCS.rglob("*.md"), ROOT / "README.md", ROOT / "benchmarks" / "README.md"]}
+    texts.update({p: p.read_text() for p in NOTEBOOKS})
+    for path, text in texts.items():
+        for phrase in ("team notes", "the team's", "PERFORMANCE.md", "WORKLOADS.md", "SEMANTICS.md", "/work/"):
+            assert phrase not in text, f"{path.relative_to(ROOT)} mentions {phrase!r}"
+
+
+def test_documented_algorithm_choices_are_the_real_ones():
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    (listed,) = re.findall(r"`--algorithm ([a-z|]+)`", text)
+    assert sorted(listed.split("|")) == sorted(ALGORITHMS)

@@ -9,6 +9,9 @@ inside ``jax.enable_x64`` only (the ``x64`` fixture), never flipping x64 globall
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -211,3 +214,97 @@ def test_python_lists_are_accepted_as_float32():
     y = jaxconvt.conv_transpose(x.tolist(), k.tolist(), **conv_kwargs(cfg))
     assert y.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(y), np.asarray(jaxconvt.conv_transpose(x, k, **conv_kwargs(cfg))))
+
+
+# One small geometry for the checks below, so each dtype compiles once.
+SMALL = {
+    "seed": 9,
+    "x_shape": (2, 5, 3),
+    "k_shape": (3, 2, 3),
+    "strides": 2,
+    "padding": "same",
+    "output_padding": None,
+    "data_format": None,
+    "dilation_rate": 1,
+    "groups": 1,
+    "output_shape": None,
+}
+
+# 64-bit requests with x64 off: canonicalised as jnp does (a UserWarning, except for the Python types).
+WIDE_REQUESTS = {
+    "jnp.float64": (jnp.float64, "float32", True),
+    "'float64'": ("float64", "float32", True),
+    "np.float64": (np.float64, "float32", True),
+    "np.dtype('float64')": (np.dtype("float64"), "float32", True),
+    "float": (float, "float32", False),
+    "jnp.complex128": (jnp.complex128, "complex64", True),
+    "'complex128'": ("complex128", "complex64", True),
+    "complex": (complex, "complex64", False),
+}
+
+
+@pytest.mark.skipif(jax.config.jax_enable_x64, reason="checks the x64-off canonicalisation")
+@pytest.mark.parametrize("label", list(WIDE_REQUESTS))
+def test_64_bit_preferred_element_type_without_x64_is_canonicalised(label):
+    """Eager, jit, grad and eval_shape agree with each other and with jnp's rule (the bug: an MLIR verifier error)."""
+    requested, want, warns = WIDE_REQUESTS[label]
+    x, k = _operands(SMALL, want, want)
+    kw = conv_kwargs(SMALL)
+
+    def op(x, k):
+        return jaxconvt.conv_transpose(x, k, **kw, preferred_element_type=requested)
+
+    def loss(x, k):
+        return jnp.sum(op(x, k) ** 2)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        outs = {
+            "eager": op(x, k),
+            "jit": jax.jit(op).lower(x, k).out_info,  # lowering is where the verifier failed; no compile
+            "eval_shape": jax.eval_shape(op, x, k),
+        }
+        if want == "float32":  # the reported grad failure (complex grads take the same path)
+            grads = jax.grad(loss, argnums=(0, 1))(x, k)
+            assert [g.dtype for g in grads] == [x.dtype, k.dtype]
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    wide = "float64" if want == "float32" else "complex128"
+    expected = f"Explicitly requested dtype {wide} requested in conv_transpose is not available, and will be truncated"
+    assert all(m.startswith(f"{expected} to dtype {want}") for m in messages), messages
+    assert bool(messages) == warns, messages  # once per trace (jit and eval_shape may share one)
+    for y in outs.values():
+        assert y.dtype == jnp.dtype(want) and y.shape == jaxconvt.conv_transpose_output_shape(x.shape, k.shape, **kw)
+    default = jaxconvt.conv_transpose(x, k, **kw)
+    np.testing.assert_array_equal(np.asarray(outs["eager"]), np.asarray(default))
+    assert_matches_reference(SMALL, x, k, default, RTOL[want])
+
+
+@pytest.mark.skipif(jax.config.jax_enable_x64, reason="checks the x64-off canonicalisation")
+@pytest.mark.parametrize("mode", ["error", "allow"])
+def test_64_bit_preferred_element_type_follows_jax_explicit_x64_dtypes(mode):
+    """``jax_explicit_x64_dtypes='error'`` refuses (naming the argument), ``'allow'`` keeps float64, as in jnp."""
+    x, k = _operands(SMALL, "float32", "float32")
+    op = functools.partial(jaxconvt.conv_transpose, **conv_kwargs(SMALL), preferred_element_type="float64")
+    previous = jax.config.jax_explicit_x64_dtypes
+    jax.config.update("jax_explicit_x64_dtypes", mode)
+    try:
+        if mode == "error":
+            for fn in (op, jax.jit(op), functools.partial(jax.eval_shape, op)):
+                with pytest.raises(ValueError, match=r"^`preferred_element_type` float64 is not available"):
+                    fn(x, k)
+        else:
+            for y in (op(x, k), jax.jit(op)(x, k), jax.eval_shape(op, x, k)):
+                assert y.dtype == np.float64
+            assert_matches_reference(SMALL, x, k, op(x, k), RTOL["float64"])
+    finally:
+        jax.config.update("jax_explicit_x64_dtypes", previous.name.lower())
+
+
+@pytest.mark.parametrize(
+    "requested", [jnp.float8_e4m3fn, jnp.float8_e5m2, np.longdouble, np.clongdouble, "int8", bool, object, "nope"]
+)
+def test_preferred_element_type_outside_the_six_dtypes_is_refused(requested):
+    x, k = np.ones((1, 3, 1), np.float32), np.ones((2, 1, 1), np.float32)
+    for fn in (jaxconvt.conv_transpose, jax.jit(jaxconvt.conv_transpose, static_argnames="preferred_element_type")):
+        with pytest.raises(TypeError, match=r"^`preferred_element_type` must be None or a"):
+            fn(x, k, preferred_element_type=requested)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import jaxconvt
+from jaxconvt import onnx_compat, torch_compat
 
 X = np.ones((1, 4, 2), np.float32)  # 1-D, batch 1, length 4, 2 channels (channels_last)
 K = np.ones((3, 1, 2), np.float32)  # kernel 3, 1 output channel, 2 input channels
@@ -359,7 +360,8 @@ def test_bad_data_format(data_format, exc, match):
         (
             {"preferred_element_type": jnp.int32},
             TypeError,
-            "`preferred_element_type` must be a floating-point or complex dtype; got int32.",
+            "`preferred_element_type` must be None or a floating-point or complex dtype (float16, bfloat16, float32, "
+            "float64, complex64, complex128); got int32.",
         ),
         (
             {"preferred_element_type": "nope"},
@@ -404,3 +406,225 @@ def test_numpy_array_padding_is_accepted():
     x, k = jnp.ones((1, 3, 1)), jnp.ones((2, 1, 1))
     assert jaxconvt.conv_transpose(x, k, 2, padding=np.array([1])).shape == (1, 4, 1)
     assert jaxconvt.conv_transpose(x, k, 2, padding=np.array([[1, 0]])).shape == (1, 5, 1)
+
+
+# ----------------------------------------------------------------------------------------
+# Classes of hostile input: numpy scalars and 0-d arrays, int64 limits, shapes, dtypes
+# ----------------------------------------------------------------------------------------
+
+X2 = np.ones((1, 4, 4, 2), np.float32)  # 2-D, 2 channels
+K2 = np.ones((3, 3, 1, 2), np.float32)
+
+# name -> (a valid Python int for it, the other arguments it needs)
+INT_ARGUMENTS = {
+    "strides": (2, {}),
+    "dilation_rate": (2, {}),
+    "output_padding": (1, {"strides": 2}),
+    "padding": (1, {}),
+    "groups": (2, {}),
+    "output_shape": (9, {"strides": 2}),  # an int only in 1-D; 2-D needs a sequence
+}
+
+WRAPPERS = {
+    "0-d array": np.array,
+    "numpy scalar": lambda v: np.asarray(v)[()],
+    "list of 0-d arrays": None,  # one per spatial dimension, set per rank below
+}
+
+
+def _outcome(fn):
+    """``fn()``'s result, or the type of the exception it raised."""
+    try:
+        return fn()
+    except (TypeError, ValueError) as err:
+        return type(err)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("wrapper", list(WRAPPERS))
+@pytest.mark.parametrize("kind", ["int", "bool", "float"])
+@pytest.mark.parametrize("name", list(INT_ARGUMENTS))
+def test_numpy_scalars_and_0d_arrays_act_like_the_python_scalar(name, kind, wrapper, n):
+    """An integer one is the int, a bool or float one is refused naming the argument, eagerly and under jit."""
+    x, k = (X, K) if n == 1 else (X2, K2)
+    value, extra = INT_ARGUMENTS[name]
+    python = {"int": value, "bool": True, "float": float(value)}[kind]
+    if wrapper == "list of 0-d arrays":
+        wrapped, python = [np.array(python)] * n, [python] * n
+    else:
+        wrapped = WRAPPERS[wrapper](python)
+    assert np.asarray(wrapped).dtype.kind == {"int": "i", "bool": "b", "float": "f"}[kind]
+    shape_fn = jaxconvt.conv_transpose_output_shape
+    want = _outcome(lambda: shape_fn(x.shape, k.shape, **extra, **{name: python}))
+    # Python ints are accepted except where the argument needs a sequence (or, for groups, an int).
+    needs_other_form = (name == "output_shape" and n == 2 and wrapper != "list of 0-d arrays") or (
+        name == "groups" and wrapper == "list of 0-d arrays"
+    )
+    assert isinstance(want, tuple) == (kind == "int" and not needs_other_form), want
+    if isinstance(want, tuple):
+        assert shape_fn(x.shape, k.shape, **extra, **{name: wrapped}) == want
+        if wrapper == "0-d array" and n == 1:  # the op itself, once per argument
+            assert jax.jit(lambda x, k: jaxconvt.conv_transpose(x, k, **extra, **{name: wrapped}))(x, k).shape == want
+    else:
+        assert_raises(want, rf"^`{name}` ", x, k, **extra, **{name: wrapped})
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 + 3, 2**70, np.uint64(2**63)])
+@pytest.mark.parametrize("name", list(INT_ARGUMENTS))
+def test_integer_arguments_beyond_int64_are_refused_naming_the_argument(name, value):
+    """XLA's sizes are int64: a larger stride, padding, size or group count is a clear ValueError at trace time."""
+    _, extra = INT_ARGUMENTS[name]
+    value = [value] if name == "output_shape" else value
+    assert_raises(
+        ValueError,
+        rf"^`{name}`( sizes)? must be at most 2\*\*63 - 1 \(XLA's sizes are int64\)",
+        **extra,
+        **{name: value},
+    )
+    if name not in ("groups", "output_shape"):  # also inside a sequence, in one of two dimensions
+        assert_raises(ValueError, rf"^`{name}` must be at most 2\*\*63 - 1", X2, K2, **extra, **{name: [1, value]})
+
+
+OVERFLOWS = [
+    # (input spatial shape, kernel spatial shape, kwargs): every argument fits int64, the sizes they make do not
+    ((5,), (3,), {"strides": 2**62}),  # (i - 1) * s + ke > 2**63 - 1
+    ((2,), (3,), {"strides": 2**63 - 1}),
+    ((2,), (2,), {"dilation_rate": 2**63 - 1}),  # the dilated kernel alone
+    ((1,), (3,), {"dilation_rate": 2**62}),
+    ((2,), (1,), {"strides": 2**63 - 2, "output_padding": 2**62}),  # output_padding past the full size
+    ((2, 2), (1, 1), {"strides": (1, 2**62), "padding": "same"}),
+    ((5, 5), (3, 3), {"strides": 2**32}),  # each size fits; the element count does not
+    ((3, 3, 3), (1, 1, 1), {"strides": 2**19}),
+    ((1,), (2,), {"dilation_rate": 2**56}),  # one size of 2**56 + 1 (one element past the limit)
+]
+
+
+@pytest.mark.parametrize(("spatial", "ksize", "kwargs"), OVERFLOWS)
+def test_sizes_beyond_int64_are_refused_at_trace_time(spatial, ksize, kwargs):
+    """Sizes are exact Python ints, checked before anything reaches XLA, in O(1) for any stride."""
+    x = np.ones((1, *spatial, 1), np.float32)
+    k = np.ones((*ksize, 1, 1), np.float32)
+    match = r"^`strides` and `dilation_rate` must keep (every size|the op's arrays at most 2\*\*56 elements)"
+    assert_raises(ValueError, match, x, k, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        jax.eval_shape(lambda x, k: jaxconvt.conv_transpose(x, k, **kwargs), x, k)
+
+
+def test_the_element_limit_is_inclusive():
+    """2**56 elements are accepted (by the shape function and abstract evaluation, which allocate nothing)."""
+    x, k = jax.ShapeDtypeStruct((1, 1, 1), jnp.float32), jax.ShapeDtypeStruct((2, 1, 1), jnp.float32)
+    kwargs = {"dilation_rate": 2**56 - 1}  # ke = 2**56
+    assert jaxconvt.conv_transpose_output_shape(x.shape, k.shape, **kwargs) == (1, 2**56, 1)
+    assert jax.eval_shape(lambda x, k: jaxconvt.conv_transpose(x, k, **kwargs), x, k).shape == (1, 2**56, 1)
+    # A huge stride with a single input element is harmless: the stride never multiplies anything.
+    assert jaxconvt.conv_transpose_output_shape((1, 1, 1), (3, 1, 1), strides=2**63 - 1, padding=0) == (1, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("shape", "exc", "tail"),
+    [
+        ((1, 4.7, 4, 2), TypeError, "must be a sequence of ints; got (1, 4.7, 4, 2) (type tuple)."),
+        ((1, 4, 4, "2"), TypeError, "must be a sequence of ints; got (1, 4, 4, '2') (type tuple)."),
+        ((1, 4, True, 2), TypeError, "must be a sequence of ints; got (1, 4, True, 2) (type tuple)."),
+        ((1, 4, np.float32(4), 2), TypeError, "must be a sequence of ints; got"),
+        (np.array([1.0, 4, 4, 2]), TypeError, "must be a sequence of ints; got array([1., 4., 4., 2.]) (a numpy"),
+        (None, TypeError, "must be a sequence of ints; got None (type NoneType)."),
+        (4, TypeError, "must be a sequence of ints; got 4 (type int)."),
+        ("1442", TypeError, "must be a sequence of ints; got '1442' (type str)."),
+        ((-1, 4, 4, 2), ValueError, "sizes must be >= 0; got {name}=(-1, 4, 4, 2)."),
+        ((1, 4, 4, -2), ValueError, "sizes must be >= 0; got {name}=(1, 4, 4, -2)."),
+        ((1, 2**63, 4, 2), ValueError, "sizes must be at most 2**63 - 1 (XLA's sizes are int64); got"),
+    ],
+)
+@pytest.mark.parametrize("name", ["input_shape", "kernel_shape"])
+def test_output_shape_function_validates_shapes(name, shape, exc, tail):
+    """``conv_transpose_output_shape`` refuses what no array can have, naming the shape."""
+    shapes = {"input_shape": (1, 4, 4, 2), "kernel_shape": (3, 3, 2, 2)}
+    shapes[name] = shape
+    with pytest.raises(exc, match=re.escape(f"`{name}` " + tail.format(name=name))):
+        jaxconvt.conv_transpose_output_shape(**shapes)
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 4, 4, 2), [1, 4, 4, 2], np.array([1, 4, 4, 2]), (np.int64(1), np.array(4), np.uint8(4), 2)]
+)
+def test_output_shape_function_accepts_integer_sequences(shape):
+    assert jaxconvt.conv_transpose_output_shape(shape, np.array((3, 3, 2, 2))) == (1, 6, 6, 2)
+    assert jaxconvt.conv_transpose_output_shape(shape, jnp.ones((3, 3, 2, 2)).shape) == (1, 6, 6, 2)
+
+
+def _core(inputs, kernel, bias):
+    return jaxconvt.conv_transpose(inputs, kernel)
+
+
+ENTRY_POINTS = {
+    # entry point -> (function of three operands, their names, valid operands)
+    "conv_transpose": (_core, ("inputs", "kernel"), (X, K, None)),
+    "torch_compat": (
+        torch_compat.conv_transpose1d,
+        ("input", "weight", "bias"),
+        (np.ones((1, 2, 4), np.float32), np.ones((2, 1, 3), np.float32), np.ones((1,), np.float32)),
+    ),
+    "onnx_compat": (
+        onnx_compat.conv_transpose,
+        ("X", "W", "B"),
+        (np.ones((1, 2, 4), np.float32), np.ones((2, 1, 3), np.float32), np.ones((1,), np.float32)),
+    ),
+}
+
+LONGDOUBLE_IS_WIDER = np.dtype(np.longdouble).itemsize > 8
+BAD_OPERANDS = {
+    # label -> (make a bad operand from a valid one, the dtype named in the message or None)
+    "None": (lambda a: None, None),
+    "a string": (lambda a: "abc", None),
+    "bool": (lambda a: a.astype(bool), "bool"),
+    "int32": (lambda a: a.astype(np.int32), "int32"),
+    "int64": (lambda a: a.astype(np.int64), "int64"),
+    "uint8": (lambda a: a.astype(np.uint8), "uint8"),
+    "float8_e4m3fn": (lambda a: a.astype(jnp.float8_e4m3fn), "float8_e4m3fn"),
+    "float8_e8m0fnu": (lambda a: a.astype(jnp.float8_e8m0fnu), "float8_e8m0fnu"),  # no zero: NaN sums
+    "longdouble": (lambda a: a.astype(np.longdouble), np.dtype(np.longdouble).name),
+    "clongdouble": (lambda a: a.astype(np.clongdouble), np.dtype(np.clongdouble).name),
+    "object": (lambda a: a.astype(object), "object"),
+}
+
+
+def _jax_can_take(value) -> bool:
+    """Whether ``value`` can be a ``jax.jit`` argument (else the jit check closes over it)."""
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "biufc":
+        return False
+    return value.dtype not in {np.dtype(np.longdouble), np.dtype(np.clongdouble)} - {
+        np.dtype(np.float64),
+        np.dtype(np.complex128),
+    }
+
+
+@pytest.mark.parametrize("bad", list(BAD_OPERANDS))
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_bad_operands_are_named_by_each_functions_own_argument(entry, bad):
+    """Every operand of every entry point, eagerly and under jit: a TypeError naming that operand and its dtype."""
+    fn, names, valid = ENTRY_POINTS[entry]
+    make, dtype = BAD_OPERANDS[bad]
+    if bad in ("longdouble", "clongdouble") and not LONGDOUBLE_IS_WIDER:
+        pytest.skip("long double is float64 on this platform")
+    for i, name in enumerate(names):
+        if bad == "None" and name in ("bias", "B"):
+            continue  # no bias
+        operands = list(valid)
+        operands[i] = make(valid[i])
+        shown = "" if dtype is None else rf".*got dtype {dtype}\b"
+        match = rf"^`{name}` must (be an array|have a floating-point or complex dtype){shown}"
+        with pytest.raises(TypeError, match=match):
+            fn(*operands)
+        traced = [j for j, v in enumerate(operands) if _jax_can_take(v)]
+
+        def under_jit(*args, operands=operands, traced=traced):
+            full = list(operands)
+            for j, a in zip(traced, args):
+                full[j] = a
+            return fn(*full)
+
+        # Under jit an int64 argument arrives as JAX's int32 unless x64 is on: the name still says which.
+        jit_match = match.replace("int64", "int(32|64)")
+        with pytest.raises(TypeError, match=jit_match):
+            jax.jit(under_jit)(*(operands[j] for j in traced))

@@ -337,6 +337,19 @@ REFUSED = [
     ({"group": 3}, ValueError, "group"),
     ({"group": 0}, ValueError, "group"),
     ({"group": 2.0}, TypeError, "group"),
+    ({"auto_pad": b"\xff"}, ValueError, "auto_pad"),  # bytes that are not UTF-8
+    ({"strides": [np.array(True), 1]}, TypeError, "strides"),  # 0-d arrays count as their scalar
+    ({"dilations": [np.array(2.0), 1]}, TypeError, "dilations"),
+    ({"group": np.array(True)}, TypeError, "group"),
+    # ONNX ints are int64: larger ones, and sizes they make beyond int64
+    ({"strides": [2**63, 1]}, ValueError, "strides"),
+    ({"dilations": [1, 2**64]}, ValueError, "dilations"),
+    ({"pads": [0, 0, 2**63, 0]}, ValueError, "pads"),
+    ({"output_shape": [2**63, 5]}, ValueError, "output_shape"),
+    ({"group": 2**63}, ValueError, "group"),
+    ({"strides": [2**62, 1]}, ValueError, "strides"),  # (3 - 1) * 2**62 + 3
+    ({"dilations": [1, 2**62]}, ValueError, "dilations"),
+    ({"strides": [2**30, 2**30]}, ValueError, "strides"),  # each size fits, the element count does not
 ]
 
 
@@ -358,6 +371,15 @@ def test_refused(attrs, error, name):
 def test_bad_shapes_refused(X, W, B, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         onnx_compat.conv_transpose(X, W, B)
+
+
+def test_integer_attributes_as_numpy_values(x64):
+    """numpy ints, 0-d integer arrays and integer arrays are ints, as ``helper.get_attribute_value`` may give."""
+    rng = np.random.default_rng(1)
+    X, W = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((2, 1, 2, 2))
+    want = reference(X, W, strides=[2, 2], pads=[1, 0, 0, 1], group=1)
+    for strides, pads in (([np.int64(2), np.array(2)], np.array([1, 0, 0, 1])), (np.array([2, 2]), [1, 0, 0, 1])):
+        assert_close(onnx_compat.conv_transpose(X, W, strides=strides, pads=pads, group=np.array(1)), want)
 
 
 def test_bytes_attributes_and_empty_output(x64):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -163,6 +164,18 @@ REFUSED = [
     (2, {"groups": 3}, ValueError, "groups"),  # 4 input channels
     (2, {"groups": 2.0}, TypeError, "groups"),
     (2, {"groups": (2,)}, TypeError, "groups"),
+    # numpy 0-d arrays of a bool or a float, where an int or tuple is expected
+    (2, {"stride": np.array(True)}, TypeError, "stride"),
+    (2, {"dilation": np.array(2.0)}, TypeError, "dilation"),
+    (2, {"groups": np.array(True)}, TypeError, "groups"),
+    (2, {"output_padding": np.float64(1.0)}, TypeError, "output_padding"),
+    # ints beyond int64 (torch: "Overflow when unpacking long long"), and sizes beyond it
+    (2, {"stride": 2**63}, ValueError, "stride"),
+    (2, {"padding": 2**64}, ValueError, "padding"),
+    (2, {"groups": 2**64}, ValueError, "groups"),
+    (1, {"stride": 2**62}, ValueError, "stride"),  # (3 - 1) * 2**62 + 3 > 2**63 - 1
+    (2, {"dilation": (1, 2**62)}, ValueError, "dilation"),
+    (3, {"stride": 2**22}, ValueError, "stride"),  # each size fits, the element count does not
 ]
 
 
@@ -375,3 +388,149 @@ def test_vmap_jvp_and_jit_agree_with_torch(x64):
     dx = rng.standard_normal(x.shape[1:])
     _, tangent = jax.jvp(lambda x: fn(x, w, b), (x[0],), (dx,))
     assert_close(np.asarray(tangent), torch_call(2, dx, w, None, **args))
+
+
+# ----------------------------------------------------------------------------------------
+# Dtypes: torch's rule (one dtype for input, weight and bias; it never promotes them)
+# ----------------------------------------------------------------------------------------
+
+DTYPES = ["float16", "bfloat16", "float32", "float64", "complex64", "complex128", "int64", "int32", "bool"]
+# |jax - exact| <= RTOL * (the result on |input|, |weight|): a few roundings of the output dtype.
+DTYPE_RTOL = {"float16": 2**-9, "bfloat16": 2**-6, "float32": 1e-5, "float64": 1e-12}
+DTYPE_RTOL.update(complex64=1e-5, complex128=1e-12)
+
+
+def _tensor(shape, dtype, seed):
+    """A seeded torch tensor of ``dtype`` (small integers for the integer and bool dtypes)."""
+    gen = torch.Generator().manual_seed(seed)
+    if dtype in ("int64", "int32", "bool"):
+        return torch.randint(0, 2 if dtype == "bool" else 5, shape, generator=gen).to(getattr(torch, dtype))
+    value = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if dtype.startswith("complex"):
+        value = torch.complex(value, torch.randn(shape, generator=gen, dtype=torch.float64))
+    return value.to(getattr(torch, dtype))
+
+
+def _torch_outcome(n, x, w, b):
+    try:
+        return TORCH_FN[n](x, w, b, stride=2, padding=1)
+    except (RuntimeError, NotImplementedError, TypeError) as err:
+        return type(err)
+
+
+def _operands_for(n, x_dtype, w_dtype, b_dtype=None):
+    x = _tensor((2, 2, *(4,) * n), x_dtype, 1)
+    w = _tensor((2, 3, *(3,) * n), w_dtype, 2)
+    b = None if b_dtype is None else _tensor((3,), b_dtype, 3)
+    return x, w, b
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_input_and_weight_dtypes_like_torch(n, x64):
+    """Every pair of dtypes, as torch tensors: computed exactly where torch computes (int64 aside, refused by
+    name), with torch's output dtype and values; refused with a TypeError naming the operand where torch refuses.
+    Values in 1-D (one compile per dtype); 2-D and 3-D check acceptance and dtype by abstract evaluation."""
+    for x_dtype, w_dtype in itertools.product(DTYPES, DTYPES):
+        x, w, b = _operands_for(n, x_dtype, w_dtype, x_dtype if x_dtype == w_dtype else None)
+        expected = _torch_outcome(n, x, w, b)
+        fn = functools.partial(JAX_FN[n], stride=2, padding=1)
+        if isinstance(expected, type) or x_dtype == "int64":
+            assert isinstance(expected, type) == (x_dtype != "int64" or w_dtype != "int64"), (x_dtype, w_dtype)
+            if x_dtype not in DTYPE_RTOL:
+                match = rf"^`input` must have a floating-point or complex dtype .*; got dtype {x_dtype}\b"
+            elif w_dtype not in DTYPE_RTOL:
+                match = rf"^`weight` must have a floating-point or complex dtype .*; got dtype {w_dtype}\b"
+            else:
+                match = rf"^`input` and `weight` must have the same dtype .*{x_dtype}.*{w_dtype}"
+            with pytest.raises(TypeError, match=match):
+                fn(x, w, b)
+            continue
+        assert x_dtype == w_dtype
+        if n > 1:
+            out = jax.eval_shape(functools.partial(fn, x, w, b))
+            assert (out.shape, out.dtype.name) == (tuple(expected.shape), x_dtype)
+            continue
+        y = jax.jit(functools.partial(fn, x, w, b))()  # one compile per dtype (eager would be several)
+        assert y.dtype.name == x_dtype and y.shape == tuple(expected.shape)
+        wide = torch.complex128 if x_dtype.startswith("complex") else torch.float64
+        exact = TORCH_FN[n](x.to(wide), w.to(wide), b.to(wide), stride=2, padding=1).numpy()
+        bound = TORCH_FN[n](x.to(wide).abs(), w.to(wide).abs(), b.to(wide).abs(), stride=2, padding=1).numpy()
+        err = np.abs(np.asarray(y).astype(exact.dtype) - exact)
+        assert np.all(err <= DTYPE_RTOL[x_dtype] * bound), (x_dtype, float(np.max(err - DTYPE_RTOL[x_dtype] * bound)))
+        torch_err = np.abs(expected.to(wide).numpy() - exact)
+        assert np.all(torch_err <= DTYPE_RTOL[x_dtype] * bound)  # the same accuracy as torch's own
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_bias_dtypes_like_torch(n, x64):
+    """A bias of the output's dtype is added; any other is refused naming `bias`. torch refuses a mismatched
+    bias in 3-D and for complex outputs, but casts a real one in some 1-D/2-D configurations: the documented
+    deviation, the only one besides int64."""
+    for out_dtype, b_dtype in itertools.product(DTYPES[:6], DTYPES):
+        x, w, b = _operands_for(n, out_dtype, out_dtype, b_dtype)
+        expected = _torch_outcome(n, x, w, b)
+        fn = functools.partial(JAX_FN[n], stride=2, padding=1)
+        if b_dtype == out_dtype:
+            assert not isinstance(expected, type)
+            out = jax.eval_shape(functools.partial(fn, x, w, b))
+            assert (out.shape, out.dtype.name) == (tuple(expected.shape), out_dtype)
+            continue
+        with pytest.raises(TypeError, match=r"^`input`, `weight` and `bias` must have the same dtype|^`bias` must"):
+            fn(x, w, b)
+        if not isinstance(expected, type):  # torch computed it: a deviation, only where documented
+            assert n in (1, 2) and not out_dtype.startswith("complex") and not b_dtype.startswith("complex")
+
+
+@pytest.mark.skipif(jax.config.jax_enable_x64, reason="checks the x64-off behaviour")
+def test_float64_operands_without_x64():
+    """Dtypes are judged as given: float64 numpy operands run in float32 (JAX's rule) and agree with torch;
+    float32 with float64 is refused as torch refuses it, naming float64 although JAX would hold float32."""
+    x, w, b = (t.numpy() for t in _operands_for(2, "float64", "float64", "float64"))
+    y = jax.jit(functools.partial(torch_compat.conv_transpose2d, x, w, b, stride=2, padding=1))()
+    expected = torch_call(2, x, w, b, stride=2, padding=1)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    for args in ((jnp.asarray(x), w, None), (x, w, jnp.asarray(b)), (x.astype(np.float32), w, b)):
+        with pytest.raises(TypeError, match=r"must have the same dtype .*float32.*float64|float64.*float32"):
+            torch_compat.conv_transpose2d(*args, stride=2, padding=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES[:6])
+def test_kernel_from_torch_converts_every_float_tensor(dtype, x64):
+    """bfloat16 (which ``Tensor.numpy`` refuses) included, and tensors that need grad, are conjugate views or
+    are not contiguous: the values are bit for bit the tensor's."""
+    w = _tensor((4, 3, 2, 5), dtype, 4)
+    variants = [w, w.clone().requires_grad_(True), w.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)]
+    if dtype.startswith("complex"):
+        variants.append(w.conj().conj())  # a conjugate view of a conjugate view
+        variants.append(w.conj())
+    for t in variants:
+        k = torch_compat.kernel_from_torch(t, groups=2)
+        assert k.dtype.name == dtype and k.shape == (2, 5, 3, 4)
+        wide = torch.complex128 if dtype.startswith("complex") else torch.float64
+        want = t.detach().resolve_conj().to(wide).numpy().transpose(2, 3, 1, 0)
+        np.testing.assert_array_equal(np.asarray(k).astype(want.dtype), want)
+
+
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "complex32", "uint16", "int64", "int32", "bool"])
+def test_unsupported_torch_dtypes_are_refused_naming_the_operand(dtype):
+    t = torch.zeros((2, 1, 3), dtype=getattr(torch, dtype))
+    shown = {"complex32": "complex32", "float8_e4m3fn": "float8_e4m3fn"}.get(dtype, dtype)
+    with pytest.raises(
+        TypeError, match=rf"^`weight` must have a floating-point or complex dtype .*got (torch )?dtype {shown}"
+    ):
+        torch_compat.kernel_from_torch(t)
+    with pytest.raises(TypeError, match=rf"^`input` must have .*got (torch )?dtype {shown}"):
+        torch_compat.conv_transpose1d(t, np.ones((2, 1, 3), np.float32))
+
+
+def test_zero_dim_integer_arrays_count_as_ints():
+    """Like Python ints (torch 2.13 accepts them for ``groups`` and fails with an internal assertion for the
+    tuple arguments); the output shapes are torch's for the Python ints."""
+    x, w = _base(2)
+    ints = {"stride": 2, "padding": 1, "output_padding": 1, "groups": 2, "dilation": 2}
+    want = torch_call(2, x, w, None, **ints).shape
+    forms = [{name: wrap(v) for name, v in ints.items()} for wrap in (np.array, np.int64)]
+    forms.append({name: np.array(v) if name == "groups" else [np.array(v)] * 2 for name, v in ints.items()})
+    for args in forms:
+        assert jax.eval_shape(functools.partial(JAX_FN[2], x, w, None, **args)).shape == want

@@ -1,4 +1,4 @@
-"""The benchmark workloads: transposed convolutions that real models run (WORKLOADS.md).
+"""The benchmark workloads: transposed convolutions that real models run.
 
 Each workload has two sizes: ``cpu`` (small enough for a 2-core CPU) and ``gpu`` (the size
 the model really uses). Kernels are in Keras layout ``(*k, C_out // groups, C_in)``, data
@@ -221,9 +221,10 @@ WORKLOADS: tuple[Workload, ...] = (
         note="k11 s5 p3: k not divisible by s, phase sub-kernels of unequal size",
     ),
 )
+"""Every workload, in the order of the reports."""
 
-# A subset that runs in about a minute on a 2-core CPU (``--quick``).
 QUICK: tuple[str, ...] = ("dcgan2d", "unet2d", "hifigan1d", "unet3d", "grouped2d", "per_example", "bigvgan")
+"""The subset ``--quick`` runs: about a minute on a 2-core CPU."""
 
 
 def get_workloads(names=None) -> list[Workload]:

@@ -1,0 +1,83 @@
+"""The ``lax`` calls every lowering shares: canonical convolution layout, dtypes, padding."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconvt._spec import ConvSpec
+
+LOW_PRECISION = (np.dtype(jnp.bfloat16), np.dtype(jnp.float16))
+
+
+def dimension_numbers(n: int) -> lax.ConvDimensionNumbers:
+    """Canonical NH..WC / H..WIO / NH..WC dimension numbers for ``n`` spatial dims."""
+    spatial = tuple(range(1, n + 1))
+    return lax.ConvDimensionNumbers(
+        lhs_spec=(0, n + 1, *spatial),
+        rhs_spec=(n + 1, n, *range(n)),
+        out_spec=(0, n + 1, *spatial),
+    )
+
+
+def accumulation_dtype(a, b, out_dtype):
+    """The dtype operands are promoted to and the dtype XLA accumulates in."""
+    compute = jnp.result_type(a.dtype, b.dtype)
+    out_dtype = np.dtype(out_dtype)
+    if compute in LOW_PRECISION:
+        acc = np.dtype(np.float32) if out_dtype in LOW_PRECISION else out_dtype
+    elif jnp.promote_types(compute, out_dtype) == out_dtype:
+        acc = out_dtype
+    else:
+        acc = compute
+    return compute, acc
+
+
+def conv(lhs, rhs, spec: ConvSpec, out_dtype, **kwargs):
+    """``lax.conv_general_dilated`` in canonical layout with dtype handling."""
+    compute, acc = accumulation_dtype(lhs, rhs, out_dtype)
+    out = lax.conv_general_dilated(
+        lhs.astype(compute),
+        rhs.astype(compute),
+        dimension_numbers=dimension_numbers(lhs.ndim - 2),
+        precision=spec.precision,
+        preferred_element_type=None if acc == compute else acc,
+        **kwargs,
+    )
+    return finish(out, out_dtype)
+
+
+def finish(out, out_dtype):
+    """Cast to the slot's dtype (the real part where a real primal got a complex cotangent)."""
+    if jnp.iscomplexobj(out) and not jnp.issubdtype(out_dtype, jnp.complexfloating):
+        out = jnp.real(out)  # cotangent of a real primal from a complex computation
+    return out.astype(out_dtype)
+
+
+def dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype):
+    """``lax.dot_general`` with the same dtype handling as ``conv`` (the result stays in the
+    accumulation dtype, so per-tap products can be summed before the final cast)."""
+    compute, acc = accumulation_dtype(lhs, rhs, out_dtype)
+    return lax.dot_general(
+        lhs.astype(compute),
+        rhs.astype(compute),
+        dimension_numbers,
+        precision=spec.precision,
+        preferred_element_type=None if acc == compute else acc,
+    )
+
+
+def pad_spatial(a, pads):
+    """Pads (negative: crops) the spatial axes of a channels-last ``(N, *spatial, C)`` array."""
+    return lax.pad(a, jnp.zeros((), a.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
+
+
+def grouped_io_kernel(kernel, groups: int):
+    """Keras kernel ``(*k, Og, G*Cg)`` -> HWIO kernel ``(*k, Cg, G*Og)`` for a grouped conv."""
+    *k, og, c_in = kernel.shape
+    cg = c_in // groups
+    n = len(k)
+    kernel = kernel.reshape(*k, og, groups, cg)
+    kernel = jnp.transpose(kernel, (*range(n), n + 2, n + 1, n))
+    return kernel.reshape(*k, cg, groups * og)

@@ -1,0 +1,101 @@
+"""Which algorithm ``algorithm="auto"`` lowers each slot with: static rules and the numbers behind them."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxconvt._lowering.phase import exact_classes, phase_plan, phase_rows, phase_waste
+from jaxconvt._spec import ConvSpec
+
+#: Largest group count that the CPU lowering splits into separate calls (``lower``).
+MAX_SPLIT_GROUPS = 32
+
+#: ``"auto"`` computes the forward from the definition, tap by tap (``scatter.y_scatter``),
+#: when the phase form would do at least this many times the useful multiply-adds
+#: (``phase_waste``): a stride much larger than the kernel, or a dilation that leaves most
+#: phase slots empty. The phase form's combined kernel then holds ``phase_waste`` times the
+#: real taps, and for a stride far beyond the kernel it would not fit in memory at all.
+SCATTER_MIN_WASTE = 4.0
+
+#: ``"auto"`` on CPU picks ``"dot"`` only for kernels of at most this many taps (one matrix
+#: product per tap: compile time and partial sums grow with it) ...
+DOT_MAX_TAPS = 64
+
+
+#: ... and inputs of at least this many elements (smaller problems are overhead-bound).
+DOT_MIN_ELEMENTS = 32768
+
+
+def choose_algorithm(spec: ConvSpec, dtype=None, platform: str | None = None, input_shape=None) -> str:
+    """The algorithm ``algorithm="auto"`` selects, from static facts only.
+
+    Args:
+      spec: the op's spec (an explicit ``algorithm`` is returned as it is).
+      dtype: the dtype the slot computes in (``None``: not low precision).
+      platform: the lowering platform (``"cpu"`` enables the CPU-only choice below).
+      input_shape: the op's input shape ``(N, *spatial, C_in)``, for the size bound.
+
+    * On CPU, for bfloat16: ``"dot"``, the exact phase form written as one matrix product
+      per kernel tap (forward, input and kernel gradients alike), if the kernel has at most
+      ``DOT_MAX_TAPS`` taps, the input at least ``DOT_MIN_ELEMENTS`` elements and the phase
+      classes hold no structural zeros (a dilation sharing a factor with the stride leaves
+      holes in them). XLA:CPU's bfloat16 convolutions run at the float32 rate at best, while
+      its bfloat16 matrix products accumulate in float32 at up to twice that rate (measured
+      264 vs 140 GF/s with and without float32 accumulation). Measured on the 2-core CPU (ms,
+      convolution vs products): a 128x128x512 -> 256 k3 s2 layer (vae2d_bf16) forward 274
+      vs 208 and input gradient 505 vs 239, HiFi-GAN's k16 s8 forward 31 vs 17, unet2d 4.6
+      vs 2.3. Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
+      fast or faster there (dcgan2d forward 29 vs 57), and for 3-D the products win each
+      stage alone (vae3d_k3 input gradient 8.8 vs 6.8) but not a whole training step (23
+      vs 26 ms), at 4x the compile time.
+    * ``"scatter"`` (the definition, one matrix product per kernel tap) when the phase form
+      would waste ``SCATTER_MIN_WASTE`` times the work or more.
+    * Stride 1 in every dimension: ``"pad"``, which is then a plain padded convolution
+      with the flipped kernel (nothing to zero-insert).
+    * Otherwise ``"phase"``: one stride-1 convolution over all output phases plus an
+      interleave. It never multiplies inserted zeros (``lhs_dilation`` does: ``prod(strides)``
+      times the work, and XLA:CPU runs 3-D ``lhs_dilation`` as a generic loop), and it is the
+      only form XLA:CPU never aborts on. When a kernel size is not a multiple of the stride
+      its exact variant skips the structural zeros (``use_exact``).
+
+    GPU and TPU get ``"pad"`` / ``"phase"``: they run stride-1 convolutions best (cuDNN).
+    """
+    if spec.algorithm != "auto":
+        return spec.algorithm
+    if phase_waste(spec.kernel_size, spec) >= SCATTER_MIN_WASTE:
+        return "scatter"
+    if platform == "cpu" and math.prod(spec.kernel_size) <= DOT_MAX_TAPS and exact_classes(spec):
+        if dtype is not None and np.dtype(dtype) == np.dtype(jnp.bfloat16) and input_shape is not None:
+            batch = input_shape[0] if isinstance(input_shape[0], int) else DOT_MIN_ELEMENTS  # symbolic batch
+            if batch * math.prod(input_shape[1:]) >= DOT_MIN_ELEMENTS:
+                return "dot"
+    if all(s == 1 for s in spec.strides):
+        return "pad"
+    return "phase"
+
+
+def kernel_gradient_in_phase_form(spec: ConvSpec, x_shape, y_shape, algorithm: str) -> bool:
+    """Whether the kernel gradient uses the phase form (``kernel_grad.k_phase``) rather
+    than one direct convolution (``kernel_grad.k_direct``).
+
+    Always with ``"dot"``; with ``"phase"`` when the products are large: ungrouped, at least
+    32 input channels, at least 256 contraction rows (``N * prod(V)``, batch times
+    phase-output positions) and 32768 rows times channels, and at least 128 product columns
+    (``prod(s) * C_out``). Measured on the 2-core CPU (ms, phase vs direct; medians, the
+    machine is noisy): dcgan2d 50 vs 87, unet2d 4.7 vs 11.5, unet3d 2.9 vs 23.5, vae3d_k3
+    4.9 vs 53, hifigan1d 29 vs 34, bigvgan 2.5 vs 3.3; but audio_vae (130 rows) 339 vs
+    199, one per-example 16x16x64 kernel (289 rows, 64 channels) 0.85 vs 0.66, istft (64
+    columns) 6.5 vs 3.9 and grouped2d's 16-channel groups (split on CPU) 8.9 vs 5.2.
+    """
+    if algorithm == "dot":
+        return True
+    if algorithm != "phase" or spec.groups != 1 or x_shape[-1] < 32:
+        return False
+    plan = phase_plan(spec, tuple(x_shape[1 : spec.ndim + 1]))
+    batch = x_shape[0] if isinstance(x_shape[0], int) else 256  # symbolic (exported) batch: assume large
+    rows = batch * math.prod(phase_rows(plan))
+    columns = math.prod(spec.strides) * y_shape[-1]
+    return rows >= 256 and rows * x_shape[-1] >= 32768 and columns >= 128

@@ -1,0 +1,166 @@
+"""The three slots computed straight from the definition, one kernel tap at a time.
+
+``full[n, a*s + j*d] += x[n, a] @ K[j]`` for every input position ``a`` and kernel tap ``j``,
+then the crop. Every product here is a real term of the definition: no padding zero and no
+structural zero of a phase kernel is ever multiplied, so non-finite values (``inf``, ``nan``)
+reach exactly the outputs the definition sends them to. Positions a tap does not reach keep the
+zeros they start with (forward) or are masked out with a select (gradients).
+
+These forms are the exact fallback of the fast ones (see ``guard`` in ``__init__``) and the
+forward for kernels whose phase form would waste too much (``rules.SCATTER_MIN_WASTE``). The
+taps run in a ``lax.fori_loop`` / ``lax.scan``, so tracing and compiling cost the same for
+any kernel size; each tap is one matrix product (batched over groups) plus an update of a
+strided slab of the output (forward) or a strided read of the cotangent (gradients).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxconvt import _padding
+from jaxconvt._lowering._ops import accumulation_dtype, dot, finish, pad_spatial
+from jaxconvt._spec import ConvSpec
+
+__all__ = ["y_scatter", "x_scatter", "k_scatter"]
+
+
+def _offsets(spec: ConvSpec):
+    """``(T, n + 2)`` int32: ``(0, *(j * d), 0)`` for every kernel tap ``j`` (row-major tap
+    order), the start of the tap's footprint in a channels-last ``(N, *full, C)`` array."""
+    taps = itertools.product(*(range(k) for k in spec.kernel_size))
+    table = [[0, *(j * d for j, d in zip(tap, spec.dilation)), 0] for tap in taps]
+    return jnp.asarray(np.array(table, np.int32).reshape(-1, spec.ndim + 2))
+
+
+def _full(spec: ConvSpec, spatial) -> tuple[int, ...]:
+    return tuple(
+        _padding.full_size(i, k, s, d) for i, k, s, d in zip(spatial, spec.kernel_size, spec.strides, spec.dilation)
+    )
+
+
+def _span(spec: ConvSpec, spatial) -> tuple[int, ...]:
+    """Extent ``(i - 1) * s + 1`` of one tap's strided footprint per dimension."""
+    return tuple((i - 1) * s + 1 for i, s in zip(spatial, spec.strides))
+
+
+def _tap_slab(y_full, start, spec: ConvSpec, spatial):
+    """``y_full[:, j*d + a*s]`` for every input position ``a`` (``start`` from ``_offsets``): ``(N, *i, C)``."""
+    n = spec.ndim
+    batch, c = y_full.shape[0], y_full.shape[-1]
+    slab = lax.dynamic_slice(y_full, start, (batch, *_span(spec, spatial), c))
+    return lax.slice(slab, (0,) * (n + 2), slab.shape, (1, *spec.strides, 1))
+
+
+def _reached(start, spec: ConvSpec, spatial, length):
+    """Boolean ``(*i)``: input positions whose tap (``start`` from ``_offsets``) lands inside the cropped output."""
+    mask = None
+    for a in range(spec.ndim):
+        pos = lax.broadcasted_iota(jnp.int32, tuple(spatial), a) * spec.strides[a] + start[1 + a] - spec.crops[a][0]
+        inside = (pos >= 0) & (pos < length[a])
+        mask = inside if mask is None else mask & inside
+    return mask
+
+
+def _needs_mask(spec: ConvSpec) -> bool:
+    """Some tap reaches a cropped-away position only when a crop is positive."""
+    return any(lo > 0 or hi > 0 for lo, hi in spec.crops)
+
+
+def _phase_offsets(spec: ConvSpec):
+    """``(T, 2n + 2)`` int32: ``(0, *(j*d // s), *(j*d % s), 0)`` per kernel tap ``j``, the
+    tap's (row shift, phase) start in a phase grid ``(N, *rows, *s, C)``."""
+    taps = itertools.product(*(range(k) for k in spec.kernel_size))
+    geometry = list(zip(spec.dilation, spec.strides))
+    table = [
+        [0, *((j * d) // s for j, (d, s) in zip(tap, geometry)), *((j * d) % s for j, (d, s) in zip(tap, geometry)), 0]
+        for tap in taps
+    ]
+    return jnp.asarray(np.array(table, np.int32).reshape(-1, 2 * spec.ndim + 2))
+
+
+def y_scatter(x, kernel, spec: ConvSpec, out_dtype):
+    """Forward: ``(N, *i, C_in), (*k, Og, C_in) -> (N, *L, G*Og)``.
+
+    Tap ``j`` adds ``x @ K[j]`` at positions ``a*s + j*d = (a + j*d // s) * s + j*d % s``: a
+    contiguous block of rows of one phase of the grid ``(N, *(i + w - 1), *s, C)``, which is
+    interleaved into the full output once at the end (no zeros are spread per tap).
+    """
+    n, g = spec.ndim, spec.groups
+    batch, spatial, c_in = x.shape[0], x.shape[1 : n + 1], x.shape[-1]
+    og, cg = kernel.shape[n], c_in // g
+    _, acc = accumulation_dtype(x, kernel, out_dtype)
+    offsets = _phase_offsets(spec)
+    rows = tuple(i + (k - 1) * d // s for i, k, d, s in zip(spatial, spec.kernel_size, spec.dilation, spec.strides))
+    xg = x.reshape(batch, *spatial, g, cg)
+    taps = kernel.reshape(-1, og, g, cg)
+
+    def body(t, grid):
+        # (N, *i, G, Cg) x (Og, G, Cg) -> (G, N, *i, Og)
+        part = dot(xg, taps[t], (((n + 2,), (2,)), ((n + 1,), (1,))), spec, out_dtype)
+        part = jnp.moveaxis(part, 0, -2).reshape(batch, *spatial, *(1,) * n, g * og)
+        start = tuple(offsets[t])
+        return lax.dynamic_update_slice(grid, lax.dynamic_slice(grid, start, part.shape) + part, start)
+
+    grid = jnp.zeros((batch, *rows, *spec.strides, g * og), acc)
+    grid = lax.fori_loop(0, offsets.shape[0], body, grid)
+    perm = (0, *(i for a in range(n) for i in (1 + a, 1 + n + a)), 2 * n + 1)
+    full = jnp.transpose(grid, perm).reshape(batch, *(r * s for r, s in zip(rows, spec.strides)), g * og)
+    # the grid covers rows * s >= the full length; crop (negative crops zero-extend) from its start
+    ends = [r * s - f for r, s, f in zip(rows, spec.strides, _full(spec, spatial))]
+    return finish(pad_spatial(full, [(-lo, -hi - e) for (lo, hi), e in zip(spec.crops, ends)]), out_dtype)
+
+
+def x_scatter(y, kernel, spec: ConvSpec, out_dtype):
+    """Input gradient: ``(N, *L, G*Og), (*k, Og, C_in) -> (N, *i, C_in)``."""
+    n, g = spec.ndim, spec.groups
+    batch, length = y.shape[0], y.shape[1 : n + 1]
+    spatial = spec.input_spatial(length)
+    og, c_in = kernel.shape[n], kernel.shape[n + 1]
+    cg = c_in // g
+    _, acc = accumulation_dtype(y, kernel, out_dtype)
+    offsets = _offsets(spec)
+    y_full = pad_spatial(y, spec.crops)  # zeros where the output was cropped away
+    taps = kernel.reshape(-1, og, g, cg)
+    masked = _needs_mask(spec)
+
+    def body(t, total):
+        start = tuple(offsets[t])
+        slab = _tap_slab(y_full, start, spec, spatial).reshape(batch, *spatial, g, og)
+        # (N, *i, G, Og) x (Og, G, Cg) -> (G, N, *i, Cg)
+        part = jnp.moveaxis(dot(slab, taps[t], (((n + 2,), (0,)), ((n + 1,), (1,))), spec, out_dtype), 0, -2)
+        if masked:  # a cropped-away position times a non-finite tap is no term of the definition
+            part = jnp.where(_reached(start, spec, spatial, length)[None, ..., None, None], part, 0)
+        return total + part
+
+    total = lax.fori_loop(0, offsets.shape[0], body, jnp.zeros((batch, *spatial, g, cg), acc))
+    return finish(total.reshape(batch, *spatial, c_in), out_dtype)
+
+
+def k_scatter(x, y, spec: ConvSpec, out_dtype):
+    """Kernel gradient: ``(N, *i, C_in), (N, *L, G*Og) -> (*k, Og, C_in)``."""
+    n, g = spec.ndim, spec.groups
+    batch, spatial, c_in = x.shape[0], x.shape[1 : n + 1], x.shape[-1]
+    length = y.shape[1 : n + 1]
+    og, cg = y.shape[-1] // g, c_in // g
+    offsets = _offsets(spec)
+    y_full = pad_spatial(y, spec.crops)
+    xg = x.reshape(batch, *spatial, g, cg)
+    masked = _needs_mask(spec)
+    contract = (0, *range(1, n + 1))
+
+    def body(carry, t):
+        start = tuple(offsets[t])
+        slab = _tap_slab(y_full, start, spec, spatial).reshape(batch, *spatial, g, og)
+        xs = xg
+        if masked:  # a non-finite input times a cropped-away zero is no term of the definition
+            xs = jnp.where(_reached(start, spec, spatial, length)[None, ..., None, None], xg, 0)
+        # (N, *i, G, Og) x (N, *i, G, Cg) -> (G, Og, Cg)
+        return carry, dot(slab, xs, ((contract, contract), ((n + 1,), (n + 1,))), spec, out_dtype)
+
+    _, parts = lax.scan(body, None, jnp.arange(offsets.shape[0]))  # (T, G, Og, Cg)
+    parts = jnp.transpose(parts, (0, 2, 1, 3)).reshape(*spec.kernel_size, og, c_in)
+    return finish(parts, out_dtype)
