@@ -39,14 +39,15 @@ import operator
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jrandom
 import numpy as np
 
-from jaxconvt._layers import check_torch_padding_mode, conv_transpose_crops, read_torch_conv_transpose
+from jaxconvt._layers import check_torch_padding_mode, conv_transpose_crops, import_framework, read_torch_conv_transpose
 from jaxconvt._spec import _describe, _is_int, int_tuple
+
+eqx = import_framework("equinox", "equinox", layer="jaxconvt.equinox")
 
 __all__ = [
     "ConvTranspose",

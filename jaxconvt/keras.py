@@ -39,15 +39,20 @@ from typing import Any
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax.numpy as jnp  # noqa: E402
-import keras  # noqa: E402
-from keras.src.backend import standardize_data_format  # noqa: E402
-from keras.src.backend.common.backend_utils import check_conv_transpose_input_channels  # noqa: E402
-from keras.src.layers.input_spec import InputSpec  # noqa: E402
-from keras.src.utils.argument_validation import standardize_tuple  # noqa: E402
 
 from jaxconvt._api import conv_transpose, conv_transpose_output_shape  # noqa: E402
-from jaxconvt._layers import check_from_torch_kwargs, check_torch_padding_mode, read_torch_conv_transpose  # noqa: E402
+from jaxconvt._layers import (  # noqa: E402
+    check_from_torch_kwargs,
+    check_torch_padding_mode,
+    import_framework,
+    read_torch_conv_transpose,
+)
 from jaxconvt._spec import _describe, _explicit_padding, _is_int  # noqa: E402
+
+keras = import_framework("keras", "keras", layer="jaxconvt.keras")
+from keras.src.backend import standardize_data_format  # noqa: E402
+from keras.src.layers.input_spec import InputSpec  # noqa: E402
+from keras.src.utils.argument_validation import standardize_tuple  # noqa: E402
 
 __all__ = [
     "Conv1DTranspose",
@@ -60,13 +65,8 @@ __all__ = [
     "is_enabled",
 ]
 
-#: Keras ``(major, minor)`` versions :func:`enable` is tested with (it patches a Keras internal).
 TESTED_KERAS_VERSIONS = ((3, 15),)
-
-# A placeholder size for unknown (None) spatial dimensions in compute_output_shape: every
-# dimension is computed independently, and this one is large enough for any crop.
-_UNKNOWN = 1 << 20
-
+"""Keras ``(major, minor)`` versions :func:`enable` is tested with (it replaces a Keras internal)."""
 
 def _check_backend(what: str) -> None:
     backend = keras.backend.backend()
@@ -204,31 +204,26 @@ class _JaxconvtConvTranspose:
 
     def compute_output_shape(self, input_shape):
         input_shape = list(input_shape)
-        n = self.rank
-        spatial_axes = list(range(1, n + 1)) if self.data_format == "channels_last" else list(range(2, n + 2))
-        channel_axis = -1 if self.data_format == "channels_last" else 1
-        c_in = input_shape[channel_axis] if input_shape[channel_axis] is not None else self.groups
-        probe = [1] + [0] * (n + 1)
-        probe[channel_axis] = c_in
-        for axis in spatial_axes:
-            probe[axis] = _UNKNOWN if input_shape[axis] is None else input_shape[axis]
-        out = list(
-            conv_transpose_output_shape(
-                probe,
-                self.kernel_size + (self.filters // self.groups, c_in),
-                strides=self.strides,
-                padding=self.padding,
-                output_padding=self.output_padding,
-                data_format=self.data_format,
-                dilation_rate=self.dilation_rate,
-                groups=self.groups,
+        channels_last = self.data_format == "channels_last"
+        spatial = input_shape[1:-1] if channels_last else input_shape[2:]
+        out = []
+        for j, size in enumerate(spatial):  # one dimension at a time; unknown sizes stay unknown
+            if size is None:
+                out.append(None)
+                continue
+            padding = self.padding if isinstance(self.padding, str) else [self.padding[j]]
+            shape = conv_transpose_output_shape(
+                (1, size, 1),
+                (self.kernel_size[j], 1, 1),
+                strides=self.strides[j],
+                padding=padding,
+                output_padding=None if self.output_padding is None else self.output_padding[j],
+                dilation_rate=self.dilation_rate[j],
             )
-        )
-        out[0] = input_shape[0]
-        for axis in spatial_axes:
-            if input_shape[axis] is None:
-                out[axis] = None
-        return out
+            out.append(shape[1])
+        if channels_last:
+            return [input_shape[0], *out, self.filters]
+        return [input_shape[0], self.filters, *out]
 
     def get_config(self):
         config = super().get_config()
@@ -323,15 +318,18 @@ class Conv1DTranspose(_JaxconvtConvTranspose, keras.layers.Conv1DTranspose):
       (16, 4, 4)
 
     Args:
-      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate, activation,
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint, **kwargs: as for
-        ``keras.layers.Conv1DTranspose``, widened as the module docstring says: ``padding``
-        may also be an int, 1 ints or 1 ``(low, high)`` pairs (PyTorch's crops),
-        ``strides > 1`` may go with ``dilation_rate > 1``, and ``output_padding`` may be up
-        to ``max(strides, dilation_rate) - 1``.
+      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate: as for
+        ``keras.layers.Conv1DTranspose``, widened as the module docstring says: ``padding`` may
+        also be an int, 1 ints or 1 ``(low, high)`` pairs (PyTorch's crops), ``strides > 1``
+        may go with ``dilation_rate > 1``, and ``output_padding`` may be up to
+        ``max(strides, dilation_rate) - 1``.
+      activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+      bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as for
+        ``keras.layers.Conv1DTranspose``.
       groups: channel groups (keyword-only, default 1); must divide ``filters`` and the input
         channels. The kernel is then ``(*kernel_size, filters // groups, C_in)``.
+      **kwargs: the base layer's arguments (``name``, ``dtype``, dtype policies included,
+        ``trainable``, ...).
 
     Raises:
       ValueError: a bad argument (Keras's message for what Keras checks, jaxconvt's for the rest).
@@ -396,15 +394,18 @@ class Conv2DTranspose(_JaxconvtConvTranspose, keras.layers.Conv2DTranspose):
       (2, 16, 16, 32)
 
     Args:
-      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate, activation,
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint, **kwargs: as for
-        ``keras.layers.Conv2DTranspose``, widened as the module docstring says: ``padding``
-        may also be an int, 2 ints or 2 ``(low, high)`` pairs (PyTorch's crops),
-        ``strides > 1`` may go with ``dilation_rate > 1``, and ``output_padding`` may be up
-        to ``max(strides, dilation_rate) - 1``.
+      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate: as for
+        ``keras.layers.Conv2DTranspose``, widened as the module docstring says: ``padding`` may
+        also be an int, 2 ints or 2 ``(low, high)`` pairs (PyTorch's crops), ``strides > 1``
+        may go with ``dilation_rate > 1``, and ``output_padding`` may be up to
+        ``max(strides, dilation_rate) - 1``.
+      activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+      bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as for
+        ``keras.layers.Conv2DTranspose``.
       groups: channel groups (keyword-only, default 1); must divide ``filters`` and the input
         channels. The kernel is then ``(*kernel_size, filters // groups, C_in)``.
+      **kwargs: the base layer's arguments (``name``, ``dtype``, dtype policies included,
+        ``trainable``, ...).
 
     Raises:
       ValueError: a bad argument (Keras's message for what Keras checks, jaxconvt's for the rest).
@@ -469,15 +470,18 @@ class Conv3DTranspose(_JaxconvtConvTranspose, keras.layers.Conv3DTranspose):
       (1, 8, 8, 8, 4)
 
     Args:
-      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate, activation,
-        use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint, **kwargs: as for
-        ``keras.layers.Conv3DTranspose``, widened as the module docstring says: ``padding``
-        may also be an int, 3 ints or 3 ``(low, high)`` pairs (PyTorch's crops),
-        ``strides > 1`` may go with ``dilation_rate > 1``, and ``output_padding`` may be up
-        to ``max(strides, dilation_rate) - 1``.
+      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate: as for
+        ``keras.layers.Conv3DTranspose``, widened as the module docstring says: ``padding`` may
+        also be an int, 3 ints or 3 ``(low, high)`` pairs (PyTorch's crops), ``strides > 1``
+        may go with ``dilation_rate > 1``, and ``output_padding`` may be up to
+        ``max(strides, dilation_rate) - 1``.
+      activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+      bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint: as for
+        ``keras.layers.Conv3DTranspose``.
       groups: channel groups (keyword-only, default 1); must divide ``filters`` and the input
         channels. The kernel is then ``(*kernel_size, filters // groups, C_in)``.
+      **kwargs: the base layer's arguments (``name``, ``dtype``, dtype policies included,
+        ``trainable``, ...).
 
     Raises:
       ValueError: a bad argument (Keras's message for what Keras checks, jaxconvt's for the rest).
@@ -555,8 +559,8 @@ def _conv_transpose_via_jaxconvt(
 
     Calls jaxconvt does not accept (a padding other than 'valid'/'same', operands of
     different or non-floating dtypes, ``output_padding`` not smaller than the stride or the
-    dilation, which Keras zero-extends) go to the function that was in place before
-    :func:`enable`, so they behave exactly as without it.
+    dilation, which Keras zero-extends, and every invalid call) go to the function that was in
+    place before :func:`enable`, so they behave, and fail, exactly as without it.
     """
     original = _state["original"]
     args = (inputs, kernel, strides, padding, output_padding, data_format, dilation_rate)
@@ -565,7 +569,6 @@ def _conv_transpose_via_jaxconvt(
     data_format = standardize_data_format(data_format)
     x = keras.ops.convert_to_tensor(inputs)
     k = keras.ops.convert_to_tensor(kernel)
-    check_conv_transpose_input_channels(x, k, data_format)
     if x.dtype != k.dtype or not jnp.issubdtype(x.dtype, jnp.inexact):
         return original(*args)
     try:
