@@ -311,11 +311,11 @@ class Conv1DTranspose(_JaxconvtConvTranspose, keras.layers.Conv1DTranspose):
     Example:
       >>> import numpy as np
       >>> from jaxconvt.keras import Conv1DTranspose
-      >>> layer = Conv1DTranspose(8, 16, strides=8, padding=4, groups=2)
-      >>> layer(np.ones((2, 10, 4), "float32")).shape
-      (2, 80, 8)
+      >>> layer = Conv1DTranspose(4, 16, strides=8, padding=4, groups=2)
+      >>> layer(np.ones((2, 10, 2), "float32")).shape
+      (2, 80, 4)
       >>> layer.kernel.shape
-      (16, 4, 4)
+      (16, 2, 2)
 
     Args:
       filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate: as for
@@ -389,9 +389,9 @@ class Conv2DTranspose(_JaxconvtConvTranspose, keras.layers.Conv2DTranspose):
     Example:
       >>> import numpy as np
       >>> from jaxconvt.keras import Conv2DTranspose
-      >>> layer = Conv2DTranspose(32, 4, strides=2, padding="same")
-      >>> layer(np.ones((2, 8, 8, 16), "float32")).shape
-      (2, 16, 16, 32)
+      >>> layer = Conv2DTranspose(4, 3, strides=2, padding="same")
+      >>> layer(np.ones((2, 5, 5, 2), "float32")).shape
+      (2, 10, 10, 4)
 
     Args:
       filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate: as for
@@ -465,9 +465,9 @@ class Conv3DTranspose(_JaxconvtConvTranspose, keras.layers.Conv3DTranspose):
     Example:
       >>> import numpy as np
       >>> from jaxconvt.keras import Conv3DTranspose
-      >>> layer = Conv3DTranspose(4, 3, strides=2, padding=1, output_padding=1)
-      >>> layer(np.ones((1, 4, 4, 4, 2), "float32")).shape
-      (1, 8, 8, 8, 4)
+      >>> layer = Conv3DTranspose(2, 3, strides=2, padding=1, output_padding=1)
+      >>> layer(np.ones((1, 4, 4, 4, 1), "float32")).shape
+      (1, 8, 8, 8, 2)
 
     Args:
       filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate: as for

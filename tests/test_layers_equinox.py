@@ -367,3 +367,16 @@ def test_call_errors_and_output_padding_beyond_equinox():
     wide = eqx.filter_eval_shape(jeqx.ConvTranspose1d, 1, 1, 2, dilation=2, output_padding=1, key=KEY)
     wide = _with_params(wide, np.ones((1, 1, 2), np.float32), np.zeros((1, 1), np.float32))
     assert np.asarray(wide(np.ones((1, 3), np.float32))).tolist() == [[1.0, 1.0, 2.0, 1.0, 1.0, 0.0]]
+
+
+def test_core_import_does_not_import_equinox_and_missing_equinox_names_the_extra():
+    import subprocess
+
+    code = (
+        "import sys; import jaxconvt; assert 'equinox' not in sys.modules and 'keras' not in sys.modules\n"
+        "sys.modules['equinox'] = None\n"
+        "try:\n    import jaxconvt.equinox\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "jaxconvt.equinox needs `equinox`" in out.stdout and "pip install 'jaxconvt[equinox]'" in out.stdout

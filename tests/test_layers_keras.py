@@ -454,3 +454,13 @@ def test_keras_s_own_conv_transpose_tests_pass_under_the_opt_in(tmp_path):
     assert passed >= 60 and "failed" not in summary, tail
     routed = json.loads(counts.read_text())
     assert routed["jaxconvt"] >= 50 and routed["enabled_at_end"], routed
+
+
+def test_missing_keras_names_the_extra():
+    code = (
+        "import sys\nsys.modules['keras'] = None\n"
+        "try:\n    import jaxconvt.keras\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "jaxconvt.keras needs `keras`" in out.stdout and "pip install 'jaxconvt[keras]'" in out.stdout
