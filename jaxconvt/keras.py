@@ -68,6 +68,7 @@ __all__ = [
 TESTED_KERAS_VERSIONS = ((3, 15),)
 """Keras ``(major, minor)`` versions :func:`enable` is tested with (it replaces a Keras internal)."""
 
+
 def _check_backend(what: str) -> None:
     backend = keras.backend.backend()
     if backend != "jax":
@@ -105,9 +106,11 @@ class _JaxconvtConvTranspose:
     ):
         _check_backend(type(self).__name__)
         n = self._rank
-        if not _is_int(groups) or groups < 1:
-            raise ValueError(f"`groups` must be a positive int; got {_describe(groups)}.")
+        if not _is_int(groups):
+            raise TypeError(f"`groups` must be a positive int; got {_describe(groups)}.")
         groups = int(groups)
+        if groups < 1:
+            raise ValueError(f"`groups` must be >= 1; got groups={groups}.")
         if _is_int(filters) and filters > 0 and filters % groups:
             raise ValueError(f"`groups` must divide `filters`; got groups={groups}, filters={filters}.")
         strides_t = standardize_tuple(strides, n, "strides")

@@ -205,8 +205,10 @@ def test_groups_equal_keras_layers_per_group():
         jk.Conv2DTranspose(4, 3, groups=3)
     with pytest.raises(ValueError, match=r"`groups` must divide the input channels; got groups=3 and 4 input"):
         jk.Conv2DTranspose(6, 3, groups=3).build((1, 5, 5, 4))
-    with pytest.raises(ValueError, match=r"`groups` must be a positive int"):
+    with pytest.raises(ValueError, match=r"`groups` must be >= 1; got groups=0"):
         jk.Conv2DTranspose(6, 3, groups=0)
+    with pytest.raises(TypeError, match=r"`groups` must be a positive int; got 2.0"):
+        jk.Conv2DTranspose(6, 3, groups=2.0)
 
 
 @pytest.mark.parametrize(
@@ -423,12 +425,16 @@ def test_opt_in_values_and_gradients_equal_keras_s():
             _close(a, b, f"gradient {kw}")
 
 
-# Keras's own tests of conv_transpose, in the keras wheel. All of ops/nn_test.py's; of the layer
-# tests all correctness tests and one parametrisation per rank of the (slow) basic layer tests.
+# Keras's own tests of conv_transpose, in the keras wheel: all of ops/nn_test.py's; of the layer
+# tests the correctness tests of Conv{1,2,3}DTranspose (values against Keras's numpy reference:
+# strides, dilation, paddings, output padding, data formats), one basic layer test (build,
+# call, fit, serialisation) and the argument tests. Left out for time (~30 s): the 80 1-D
+# "consistency" cases, whose configurations the other tests and this file's grids cover, and
+# the shape-inference tests, which never compute a convolution.
 KERAS_TESTS = ("layers/convolutional/conv_transpose_test.py", "ops/nn_test.py")
 KERAS_SELECTION = (
-    "ConvTransposeCorrectnessTest or test_conv_transpose or basic1 or test_output_padding_serialization "
-    "or test_bad_init_args"
+    "(ConvTransposeCorrectnessTest and not consistency and not shape_inference) or test_conv_transpose "
+    "or test_conv2d_transpose_basic1 or test_output_padding_serialization or test_bad_init_args"
 )
 
 
@@ -451,9 +457,9 @@ def test_keras_s_own_conv_transpose_tests_pass_under_the_opt_in(tmp_path):
     assert proc.returncode == 0, tail
     summary = proc.stdout.strip().splitlines()[-1]
     passed = int(summary.split(" passed")[0].split()[-1])
-    assert passed >= 60 and "failed" not in summary, tail
+    assert passed >= 20 and "failed" not in summary, tail
     routed = json.loads(counts.read_text())
-    assert routed["jaxconvt"] >= 50 and routed["enabled_at_end"], routed
+    assert routed["jaxconvt"] >= 20 and routed["enabled_at_end"], routed
 
 
 def test_missing_keras_names_the_extra():
