@@ -140,7 +140,7 @@ def _grid_config(rng, index):
     return n, kwargs, _input_shape(n, spatial, int(rng.integers(1, 4)), data_format)
 
 
-GRID = [_grid_config(np.random.default_rng(2000 + i), i) for i in range(24)]
+GRID = [_grid_config(np.random.default_rng(2000 + i), i) for i in range(18)]
 
 
 def test_grid_values_and_gradients_equal_keras_s():
@@ -413,10 +413,10 @@ def test_opt_in_values_and_gradients_equal_keras_s():
         return [jax.value_and_grad(loss, argnums=(0, 1))(x, k, kw) for (x, k), (_, _, kw) in zip(x_and_k, OPT_IN_CASES)]
 
     # (new function objects each time: JAX reuses the trace of a function it has traced before)
-    ref = jax.jit(lambda a: run(a))(args)
+    ref = jax.jit(lambda a: run(a)).lower(args).compile(FAST_COMPILE)(args)
     with jk.enabled():
         jaxpr = str(jax.make_jaxpr(lambda a: run(a))(args))
-        mine = jax.jit(lambda a: run(a))(args)
+        mine = jax.jit(lambda a: run(a)).lower(args).compile(FAST_COMPILE)(args)
     # the first four go through jaxconvt (forward, input and kernel gradients); the last is Keras's
     assert jaxpr.count("jaxconvt_conv_transpose") == 3 * 4 and jaxpr.count("conv_general_dilated") == 3
     for (_, _, kw), (va, ga), (vb, gb) in zip(OPT_IN_CASES, mine, ref):
