@@ -17,12 +17,14 @@ import os
 import re
 import time
 
+import numpy as np
 import pytest
 
-from jaxconvt.__main__ import main
-from jaxconvt.bench import SCHEMA, STAGES, Settings, machine, roof, timing, workloads
+from jaxconvt.__main__ import build_parser, main
+from jaxconvt.bench import SCHEMA, STAGES, Settings, layers, machine, roof, timing, workloads
 from jaxconvt.bench import report as report_module
 from jaxconvt.bench.chart import chart_title
+from jaxconvt.bench.cli import settings_from_args
 from jaxconvt.bench.machine import load_warning
 from jaxconvt.bench.report import _ms_cell, markdown_report, markers, summary_markdown, text_report
 from jaxconvt.bench.settings import QUICK_SETTINGS
@@ -366,3 +368,133 @@ def test_a_real_run_has_efficiencies_between_0_and_2():
     eff = r["impls"]["jaxconvt"]["efficiency"]
     assert all(0 < eff[s] < 2 for s in STAGES), eff
     assert r["roof"]["errors"] == {} and r["roof"]["runs"]["fwdbwd"] >= 1
+
+
+# --------------------------------------------------------------------------- the layers section
+
+FLAX_PAIRS = tuple(p for p in layers.PAIRS if p.name.startswith("flax."))
+TINY_LAYERS = (
+    # PyTorch p=1 = Flax 'SAME' here; a drop-in pair per Flax API.
+    Workload("tiny_layer2d", Size(2, (5, 4), 3, 4), Size(2, (5, 4), 3, 4), (4, 4), (2, 2), padding=1, layers=True),
+    # Groups: Flax's layers have none, so the pairs are not applicable (nothing is compiled).
+    Workload(
+        "tiny_layer_g", Size(1, (3, 3), 4, 4), Size(1, (3, 3), 4, 4), (3, 3), (2, 2), padding=1, groups=2, layers=True
+    ),
+    # Not a layers workload: left out.
+    Workload("tiny_not_a_layer", Size(1, (3,), 2, 2), Size(1, (3,), 2, 2), (2,), (2,), padding="valid"),
+)
+
+
+@pytest.fixture(scope="module")
+def layer_section():
+    settings = Settings(repeats=2, min_repeats=1, rounds=2, budget_s=0.1)
+    return layers.run_layers(TINY_LAYERS, settings, pairs=FLAX_PAIRS)
+
+
+def test_layers_section_times_and_compares_the_flax_pairs(layer_section):
+    section = layer_section
+    assert section["workloads"] == ["tiny_layer2d", "tiny_layer_g"]
+    assert section["dtype"] == "float32" and section["max_call_s"] == Settings.layers_max_call_s
+    assert set(section["frameworks"]) == {"flax.nnx", "flax.linen"}
+    assert all(info["available"] and info["version"] for info in section["frameworks"].values())
+    assert [(r["workload"], r["framework"]) for r in section["results"]] == [
+        (w, f) for w in ("tiny_layer2d", "tiny_layer_g") for f in ("flax.nnx", "flax.linen")
+    ]
+    for r in section["results"][:2]:
+        assert r["errors"] == {} and r["skipped"] is None, r
+        assert r["layers"]["framework"].startswith(f"{r['framework']}.ConvTranspose(")
+        assert r["layers"]["jaxconvt"] == r["layers"]["framework"].replace("flax.", "jaxconvt.", 1)
+        assert "padding='SAME'" in r["layers"]["framework"]  # PyTorch p=1 with k4 s2 is Flax's 'SAME'
+        assert r["input_shape"] == {"framework": [2, 5, 4, 3], "jaxconvt": [2, 5, 4, 3]}
+        for side in ("framework", "jaxconvt"):
+            assert _finite_positive(r["ms"][side]) and r["min_ms"][side] <= r["ms"][side]
+            assert 1 <= r["runs"][side] <= 2 and _finite_positive(r["compile_s"][side])
+        assert r["speedup"] == pytest.approx(r["ms"]["framework"] / r["ms"]["jaxconvt"])
+        assert 0 <= r["max_rel_diff"] < 1e-5
+    for r in section["results"][2:]:
+        assert r["skipped"] == f"{r['framework']}.ConvTranspose has no groups" and r["ms"]["framework"] is None
+
+
+def test_layers_table_and_markdown_block(run, layer_section, tmp_path):
+    _, report, _, _ = run
+    report = copy.deepcopy(report)
+    report["layers"] = layer_section
+    table = report_module.layers_markdown(report)
+    assert "| workload | framework | framework step ms | jaxconvt step ms | speedup | max rel diff |" in table
+    assert "gradients with respect to the input and every parameter" in table and "timed once" in table
+    for r in layer_section["results"][:2]:
+        cells = [r["workload"], r["framework"], f"{r['ms']['framework']:.3g}"[:3], None]
+        row = next(line for line in table.splitlines() if line.startswith(f"| {cells[0]} | {cells[1]} |"))
+        assert row.endswith(f"| {r['speedup']:.2f}x | {r['max_rel_diff']:.1e} |"), row
+    assert "| tiny_layer_g | flax.nnx | n/a | n/a | - | - |" in table
+    assert "- tiny_layer_g flax.nnx: not applicable, flax.nnx.ConvTranspose has no groups" in table
+    assert "layers: one jitted training step" in text_report(report)
+    # The full tables' file gets the layers block: appended when absent, replaced when present.
+    path = tmp_path / "README.md"
+    path.write_text("# Results\n")
+    begin, end = markers("cpu", layers=True)
+    for _ in range(2):
+        report_module.update_markdown(path, report)
+        text = path.read_text()
+        assert text.count(begin) == text.count(end) == 1
+        assert text[text.index(begin) + len(begin) + 1 : text.index(end)] == table
+    # A results JSON without the section: the block says so, and a file without the block gets none.
+    del report["layers"]
+    report_module.update_markdown(path, report)
+    assert "The layers section is not in this run's results" in path.read_text()
+    other = tmp_path / "other.md"
+    report_module.update_markdown(other, report)
+    assert begin not in other.read_text()
+
+
+def test_layer_pairs_register_only_when_their_modules_import():
+    build = lambda problem, seed: None
+    pairs = (
+        layers.LayerPair("flax.nnx", ("flax.nnx", "jaxconvt.nnx"), "flax", build),
+        layers.LayerPair("nope", ("json", "jaxconvt.no_such_layers"), "nope", build),
+        layers.LayerPair("absent", ("no_such_framework_xyz", "jaxconvt.nnx"), "absent", build),
+    )
+    ok, missing = layers.available_pairs(pairs)
+    assert [p.name for p in ok] == ["flax.nnx"]
+    assert missing == {
+        "nope": "this jaxconvt has no jaxconvt.no_such_layers",
+        "absent": "no_such_framework_xyz is not installed (pip install 'jaxconvt[absent]')",
+    }
+
+
+def _fake_pair(name: str, scale: float) -> layers.LayerPair:
+    """A pair of cheap steps ``y = p * x``: the drop-in computes ``scale * p * x``."""
+
+    def build(problem, seed):
+        x = np.ones((2, 3), np.float32)
+        return (
+            layers.LayerStep(layers._step(lambda p, x_: p * x_), np.float32(2.0), x, x, "framework(2)"),
+            layers.LayerStep(layers._step(lambda p, x_: scale * p * x_), np.float32(2.0), x, x, "jaxconvt(2)"),
+        )
+
+    return layers.LayerPair(name, (), "none", build)
+
+
+def test_layer_steps_slower_than_max_call_s_are_timed_once_and_differences_are_found(run):
+    _, report, _, _ = run
+    settings = Settings(layers_max_call_s=0.0)  # every call is "too slow"
+    w = TINY_LAYERS[0]
+    section = layers.run_layers([w], settings, pairs=(_fake_pair("same", 1.0), _fake_pair("off", 1.5)))
+    same, off = section["results"]
+    assert same["runs"] == {"framework": 0, "jaxconvt": 0} and same["max_rel_diff"] == 0.0
+    assert off["max_rel_diff"] == pytest.approx(0.5)  # loss and gradients 1.5x the framework's
+    report = copy.deepcopy(report)
+    report["layers"] = section
+    table = report_module.layers_markdown(report)
+    assert re.search(r"^\| tiny_layer2d \| same \| [\d.]+\* \| [\d.]+\* \| [\d.]+x \| 0\.0e\+00 \|$", table, re.M)
+    assert "- tiny_layer2d same framework (*): timed once, its first call took more than 0 s" in table
+
+
+def test_layers_switch_defaults():
+    parser = build_parser().subcommands["bench"]
+    settings = lambda *argv: settings_from_args(parser.parse_args(list(argv)), "cpu", None)
+    assert settings().layers and settings().roof
+    assert not settings("--quick").layers and settings("--quick").roof
+    assert settings("--quick", "--layers").layers
+    assert not settings("--no-layers").layers and not settings("--no-roof").roof
+    assert settings("--quick").layers_max_call_s == Settings.layers_max_call_s == 2.0

@@ -6,7 +6,7 @@ convolution layer and jaxconvt's drop-in are built with identical parameters (th
 framework's own initialisation, copied into the drop-in), and one jitted step each is
 compiled ahead of time: the value of ``sum(y * ct)`` (a fixed random cotangent ``ct``) and
 its gradients with respect to the input and every parameter. The two steps are timed in
-turns (:func:`jaxconvt.bench.timing.time_in_turns`), with ``max_call_s`` lowered to
+turns (``jaxconvt.bench.timing.time_in_turns``), with ``max_call_s`` lowered to
 ``Settings.layers_max_call_s``: a step slower than that is timed once, by its warm-up call
 (the frameworks' layers differentiate through JAX's generic convolution transpose rule, and
 some take seconds per step). Their values and gradients are compared (largest relative
@@ -77,7 +77,7 @@ class LayerPair:
       modules: what must import for the pair to run: the framework's module and jaxconvt's.
       extra: the jaxconvt extra that installs the framework (for the reason when it is missing).
       build: ``build(problem, seed) -> (framework step, jaxconvt step)`` with identical
-        parameters; raises :class:`NotApplicable` when the framework's layer cannot express
+        parameters; raises ``NotApplicable`` when the framework's layer cannot express
         the problem.
     """
 
@@ -280,7 +280,7 @@ PAIRS: tuple[LayerPair, ...] = (
 
 
 def _framework_version(pair: LayerPair) -> str | None:
-    top = sys.modules.get(pair.modules[0].split(".")[0])
+    top = sys.modules.get(pair.modules[0].split(".")[0]) if pair.modules else None
     return getattr(top, "__version__", None)
 
 

@@ -16,7 +16,7 @@ workloads, whose ``B`` vmapped examples multiply the groups: ``B * G`` products)
   bounds what XLA can do.
 
 Each has exactly the stage's useful flops (``2 * batch * rows * contraction * columns`` =
-:meth:`Workload.useful_flops`), so ``efficiency = stage GF/s / roof GF/s = roof time / stage
+``Workload.useful_flops``), so ``efficiency = stage GF/s / roof GF/s = roof time / stage
 time`` says how far a lowering is from what XLA does with the same arithmetic as one product,
 independent of the machine. ``fwdbwd``'s roof time is the sum of the three. Operands are in
 the run's dtype; bfloat16 and float16 accumulate in float32 (``preferred_element_type``).
@@ -88,7 +88,7 @@ class Product:
 def roof_products(workload: Workload, size: Size) -> dict[str, Product]:
     """The natural product of the ``fwd``, ``dx`` and ``dk`` stages of ``workload`` at ``size``.
 
-    ``dk``'s is in its rows-contracted layout; :func:`roof_candidates` adds the other one.
+    ``dk``'s is in its rows-contracted layout; ``roof_candidates`` adds the other one.
     """
     g = workload.groups
     batch = g * (size.batch if workload.per_example else 1)
@@ -212,7 +212,7 @@ def measure_roof(workload: Workload, size: Size, dtype: str, settings: Settings,
     """Times the stages' products alone, in turns (those not in ``cache``); returns the ``roof`` record.
 
     The suite instead times each stage's products in turns with the implementations of that
-    stage (:func:`jaxconvt.bench.suite.run_workload`), so that they share the machine's drifts.
+    stage (``jaxconvt.bench.suite.run_workload``), so that they share the machine's drifts.
     ``cache`` maps ``(Product, dtype)`` to ``(median s, min s, runs)`` or an error string,
     shared by the workloads of one run so that each distinct product is timed once.
     """
@@ -225,7 +225,7 @@ def measure_roof(workload: Workload, size: Size, dtype: str, settings: Settings,
 
 
 def roof_record(candidates: dict[str, tuple[Product, ...]], dtype: str, timings: dict) -> dict:
-    """The ``roof`` record from the products' ``timings`` (:func:`measure_roof`'s ``cache``).
+    """The ``roof`` record from the products' ``timings`` (``measure_roof``'s ``cache``).
 
     Each entry of the record's ``products`` gets its own ``ms``, ``min_ms``, ``runs`` and
     ``gflops`` (or ``error``). Per stage the fastest candidate (by median) is the roof:

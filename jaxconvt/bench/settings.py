@@ -36,8 +36,8 @@ class Settings:
       quick: the ``--quick`` preset (a subset of the workloads, fewer and shorter runs): its
         numbers are indicative only, and its chart and tables say so.
       roof: also time each stage's roof, one bare ``lax.dot_general`` with the stage's useful
-        multiply-adds (:mod:`jaxconvt.bench.roof`), for the ``efficiency`` of every stage.
-      layers: also run the layers section (:mod:`jaxconvt.bench.layers`): a training step of
+        multiply-adds (``jaxconvt.bench.roof``), for the ``efficiency`` of every stage.
+      layers: also run the layers section (``jaxconvt.bench.layers``): a training step of
         each framework's transposed-convolution layer against jaxconvt's drop-in.
       layers_max_call_s: ``max_call_s`` of the layers section: a framework layer's step slower
         than this is timed once (its warm-up call), so that the slow ones do not take minutes.

@@ -67,10 +67,10 @@ def run_workload(
 ) -> dict:
     """Times one workload in one dtype; returns its JSON record.
 
-    With ``settings.roof``, each stage's roof products (:func:`jaxconvt.bench.roof.roof_candidates`)
+    With ``settings.roof``, each stage's roof products (``jaxconvt.bench.roof.roof_candidates``)
     take their turns with the implementations of that stage, unless ``roof_cache`` has them
     from earlier in the run; the record's ``roof`` holds their shapes, times and GF/s
-    (:func:`jaxconvt.bench.roof.roof_record`), and every implementation's ``efficiency`` per
+    (``jaxconvt.bench.roof.roof_record``), and every implementation's ``efficiency`` per
     stage is ``roof time / its time``. Without, ``roof`` and the efficiencies are None.
     """
     progress = progress or Progress(0, enabled=False)
@@ -181,7 +181,7 @@ def run_workload(
 def run_suite(workloads: Sequence[Workload], settings: Settings, progress: bool = True, command: str = "") -> dict:
     """Runs every workload in every dtype, then the layers section; returns the whole JSON report.
 
-    The report's ``layers`` is :func:`jaxconvt.bench.layers.run_layers`'s section for the
+    The report's ``layers`` is :func:`run_layers`'s section for the
     ``layers`` workloads among ``workloads`` with ``settings.layers``, else None.
     """
     impls = _impls(settings)

@@ -45,7 +45,7 @@ class Workload:
         (``batch`` pairs of a batch-1 input), instead of one shared kernel.
       note: what the workload stands for.
       lax_cpu_skip: if set, why the lax-autodiff baseline is not run on CPU.
-      layers: also a workload of the layers section (:mod:`jaxconvt.bench.layers`): a
+      layers: also a workload of the layers section (``jaxconvt.bench.layers``): a
         training step of each framework's layer against jaxconvt's drop-in at this shape.
     """
 
