@@ -299,7 +299,7 @@ bench() {
         for ((j = i + 1; j < ${#PARTS[@]}; j++)); do later=$((later + ${PART_BUDGETS[j]:-60})); done
         RESERVE=$((15 + later)) run_step "bench part $((i + 1))" 9999 \
             "$PY" -m jaxconvt bench --sizes "$SIZES" --dtype float32,bfloat16 --workloads "${PARTS[i]}" \
-            --repeats "$REPEATS" --no-progress "${TORCH_FLAG[@]}" --out "$OUT/bench/part$((i + 1))"
+            --repeats "$REPEATS" --no-progress --no-layers "${TORCH_FLAG[@]}" --out "$OUT/bench/part$((i + 1))"
     done
     ((DRY)) && return 0
     echo "=== merging the bench parts"

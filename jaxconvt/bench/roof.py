@@ -143,6 +143,31 @@ def product_bytes(product: Product, dtype: str) -> int:
     return (math.prod(a) + math.prod(b)) * jnp.dtype(dtype).itemsize + out
 
 
+_HOST_ELEMENTS = 1 << 24
+"""Operands up to this many elements are drawn on the host (no kernel to compile), larger ones on the device."""
+
+
+def _operand(shape: tuple[int, ...], dtype, seed: int) -> jax.Array:
+    """A seeded operand with values in [-0.5, 0.5): a numpy draw, or an integer hash of the index for large ones.
+
+    The rate of a matrix product does not depend on its values; a hash on the device keeps
+    the gigabyte operands of the GPU sizes off the host.
+    """
+    if math.prod(shape) <= _HOST_ELEMENTS:
+        values = np.random.default_rng(seed).random(shape, dtype=np.float32) - np.float32(0.5)
+        return jax.device_put(jnp.asarray(values, dtype), jax.devices()[0])
+
+    def make():
+        index = jnp.zeros(shape, jnp.uint32)  # the flat index, modulo 2**32
+        for axis in range(len(shape)):
+            stride = math.prod(shape[axis + 1 :]) % 2**32
+            index = index + lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
+        bits = (index * jnp.uint32(2654435761) + jnp.uint32(seed * 40503 % 2**32)) >> jnp.uint32(16)
+        return ((bits & jnp.uint32(1023)).astype(jnp.float32) / 1024 - 0.5).astype(dtype)
+
+    return jax.jit(make)()  # on the default device, as the products
+
+
 def prepare_product(product: Product, dtype: str, seed: int = 0) -> Runner:
     """The compiled ``lax.dot_general`` of ``product`` on seeded random operands, on the default device."""
     batched = product.batch > 1
@@ -150,12 +175,7 @@ def prepare_product(product: Product, dtype: str, seed: int = 0) -> Runner:
     contract = (1 if batched else 0) if product.rows_contracted else (2 if batched else 1)
     numbers = (((contract,), (1 if batched else 0,)), (b, b))
     acc = _accumulation(dtype)
-    rng = np.random.default_rng(seed)  # host operands: no random-number kernels to compile
-    device = jax.devices()[0]
-    x, y = (
-        jax.device_put(jnp.asarray(rng.random(shape, dtype=np.float32) - np.float32(0.5), jnp.dtype(dtype)), device)
-        for shape in product.operand_shapes()
-    )
+    x, y = (_operand(shape, jnp.dtype(dtype), seed + i) for i, shape in enumerate(product.operand_shapes()))
     compiled = jax.jit(lambda p, q: lax.dot_general(p, q, numbers, preferred_element_type=acc)).lower(x, y).compile()
     return Runner(functools.partial(compiled, x, y), jax.block_until_ready)
 
