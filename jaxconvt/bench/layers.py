@@ -408,7 +408,10 @@ def run_layers(
     t0 = time.perf_counter()
     chosen = layer_workloads(workloads)
     ok, missing = available_pairs(pairs)
-    frameworks = {pair.name: {"available": True, "version": _framework_version(pair)} for pair in ok}
+    frameworks = {
+        pair.name: {"available": True, "version": _framework_version(pair), "dropin": (pair.modules or (None,))[-1]}
+        for pair in ok
+    }
     frameworks.update({name: {"available": False, "reason": reason} for name, reason in missing.items()})
     results = []
     for workload in chosen:

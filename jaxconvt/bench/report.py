@@ -423,17 +423,21 @@ def layers_markdown(report: dict) -> str:
             "The layers section is not in this run's results (it runs by default, not with `--quick` or "
             "`--no-layers`).\n"
         )
-    versions = ", ".join(
-        f"{name} {info['version']}" for name, info in section["frameworks"].items() if info["available"]
+    available = {name: info for name, info in section["frameworks"].items() if info["available"]}
+    versions = ", ".join(f"{name} {info['version']}" for name, info in available.items())
+    dropins = ", ".join(f"`{info['dropin']}`" for info in available.values() if info.get("dropin"))
+    keras = (
+        "; Keras on its JAX backend, its layers run by `stateless_call` inside `jax.jit`"
+        if "keras" in available
+        else ""
     )
     s = report["settings"]
     parts = [
         *_warning_lines(report),
         "One jitted training step of a transposed-convolution layer: the value of `sum(y * ct)` and its "
         "gradients with respect to the input and every parameter, for each framework's own layer and "
-        "jaxconvt's drop-in (`jaxconvt.nnx`, `jaxconvt.linen`, `jaxconvt.equinox`, `jaxconvt.keras`) "
-        f"built with the same parameters, in {section['dtype']} at the `{s['sizes']}` sizes "
-        f"({versions}; Keras on its JAX backend, its layers run by `stateless_call` inside `jax.jit`). "
+        f"jaxconvt's drop-in ({dropins or 'none available'}) built with the same parameters, in "
+        f"{section['dtype']} at the `{s['sizes']}` sizes ({versions or 'no framework installed'}{keras}). "
         "Compiled ahead of time; median times, the two layers timed in turns (blocks of runs). A "
         f"step slower than {section['max_call_s']:g} s is timed once, by its first call after "
         "compiling (marked *). speedup = framework ms / jaxconvt ms: above 1, the drop-in is "
