@@ -18,7 +18,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import PartitionSpec
 
@@ -28,6 +27,7 @@ except ImportError:  # pragma: no cover - older jax
     from jax.core import Primitive
 
 from jaxconvt import _lowering
+from jaxconvt._lowering._ops import cast_varying, varying_axes
 from jaxconvt._spec import ConvSpec
 
 __all__ = ["conv_transpose_p", "bind"]
@@ -43,29 +43,17 @@ def bind(a, b, *, spec: ConvSpec, slot: str, out_dtype):
     return conv_transpose_p.bind(a, b, spec=spec, slot=slot, out_dtype=np.dtype(out_dtype))
 
 
-def _varying_axes(x) -> frozenset:
-    """Manual mesh axes ``x`` varies over inside ``shard_map`` (empty outside, or on old jax)."""
-    if not hasattr(jax, "typeof"):
-        return frozenset()
-    aval = jax.typeof(x)
-    mat = getattr(aval, "mat", None)
-    if mat is not None:
-        return frozenset(mat.varying)
-    return frozenset(getattr(aval, "vma", ()))
-
-
 def _match_varying_axes(a, b):
     """Inside ``shard_map(check_vma=True)``: mark both operands varying over the same axes, as
     lax does for its own binary ops. Transposing that cast is a ``psum``, so the gradient of a
     replicated kernel comes back replicated (summed over the devices)."""
-    va, vb = _varying_axes(a), _varying_axes(b)
+    va, vb = varying_axes(a), varying_axes(b)
     if va == vb:
         return a, b
-    cast = (lambda x, names: lax.pcast(x, names, to="varying")) if hasattr(lax, "pcast") else lax.pvary
     if va - vb:
-        b = cast(b, tuple(sorted(va - vb)))
+        b = cast_varying(b, va - vb)
     if vb - va:
-        a = cast(a, tuple(sorted(vb - va)))
+        a = cast_varying(a, vb - va)
     return a, b
 
 

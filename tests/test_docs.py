@@ -9,7 +9,7 @@
   figure the script does not make.
 * The notebooks are pages of the site, with their outputs (``scripts/mkdocs_hooks.py``).
 * The benchmark figures are generated from the committed JSON: the tables in
-  ``benchmarks/README.md`` and ``README.md`` equal what the bench renders from
+  ``benchmarks/README.md`` (the layers table too) and ``README.md`` equal what the bench renders from
   ``benchmarks/results-cpu.json``, every speed ratio the prose quotes is one of the JSON's,
   and the benchmarks page opens with the chart and the short ratio table.
 * No page points the reader at material they do not have (the team's notes).
@@ -197,6 +197,7 @@ def test_benchmark_tables_are_generated_from_the_json():
     summary = bench_report.summary_markdown(results)
     assert _block(tables, *bench_report.markers("cpu")) == bench_report.markdown_report(results)
     assert _block(tables, *bench_report.markers("cpu", summary=True)) == summary
+    assert _block(tables, *bench_report.markers("cpu", layers=True)) == bench_report.layers_markdown(results)
     readme = (ROOT / "README.md").read_text()
     assert _block(readme, *bench_report.markers("cpu", summary=True)) == summary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -81,3 +82,30 @@ def grouped_io_kernel(kernel, groups: int):
     kernel = kernel.reshape(*k, og, groups, cg)
     kernel = jnp.transpose(kernel, (*range(n), n + 2, n + 1, n))
     return kernel.reshape(*k, cg, groups * og)
+
+
+def varying_axes(x) -> frozenset:
+    """Manual mesh axes ``x`` varies over inside ``shard_map`` (empty outside, or on old jax)."""
+    if not hasattr(jax, "typeof"):
+        return frozenset()
+    aval = jax.typeof(x)
+    mat = getattr(aval, "mat", None)
+    if mat is not None:
+        return frozenset(mat.varying)
+    return frozenset(getattr(aval, "vma", ()))
+
+
+def cast_varying(x, names):
+    """``x`` marked varying over the manual mesh axes ``names`` as well (``shard_map``)."""
+    names = tuple(sorted(names))
+    if not names:
+        return x
+    if hasattr(lax, "pcast"):
+        return lax.pcast(x, names, to="varying")
+    return lax.pvary(x, names)
+
+
+def zeros_like_varying(shape, dtype, like):
+    """Zeros that vary over the same manual mesh axes as ``like``: the initial value of a
+    loop whose body mixes in ``like`` (``shard_map`` with ``check_vma`` requires equal types)."""
+    return cast_varying(jnp.zeros(shape, dtype), varying_axes(like))

@@ -22,7 +22,7 @@ import numpy as np
 from jax import lax
 
 from jaxconvt import _padding
-from jaxconvt._lowering._ops import accumulation_dtype, dot, finish, pad_spatial
+from jaxconvt._lowering._ops import accumulation_dtype, dot, finish, pad_spatial, zeros_like_varying
 from jaxconvt._spec import ConvSpec
 
 __all__ = ["y_scatter", "x_scatter", "k_scatter"]
@@ -105,7 +105,7 @@ def y_scatter(x, kernel, spec: ConvSpec, out_dtype):
         start = tuple(offsets[t])
         return lax.dynamic_update_slice(grid, lax.dynamic_slice(grid, start, part.shape) + part, start)
 
-    grid = jnp.zeros((batch, *rows, *spec.strides, g * og), acc)
+    grid = zeros_like_varying((batch, *rows, *spec.strides, g * og), acc, x)
     grid = lax.fori_loop(0, offsets.shape[0], body, grid)
     perm = (0, *(i for a in range(n) for i in (1 + a, 1 + n + a)), 2 * n + 1)
     full = jnp.transpose(grid, perm).reshape(batch, *(r * s for r, s in zip(rows, spec.strides)), g * og)
@@ -136,7 +136,7 @@ def x_scatter(y, kernel, spec: ConvSpec, out_dtype):
             part = jnp.where(_reached(start, spec, spatial, length)[None, ..., None, None], part, 0)
         return total + part
 
-    total = lax.fori_loop(0, offsets.shape[0], body, jnp.zeros((batch, *spatial, g, cg), acc))
+    total = lax.fori_loop(0, offsets.shape[0], body, zeros_like_varying((batch, *spatial, g, cg), acc, y))
     return finish(total.reshape(batch, *spatial, c_in), out_dtype)
 
 

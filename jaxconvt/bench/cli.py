@@ -42,9 +42,12 @@ def _json_default(value):
 DESCRIPTION = """\
 Times jaxconvt against lax autodiff (what keras.ops.conv_transpose runs) and PyTorch, side by
 side in one process on the default device, on transposed convolutions real models run: four
-stages per workload (fwd, dx, dK, fwd+bwd), medians of timed runs taken in turns. Prints the
-tables, writes results-<platform>[-quick].json and .png into --out, and warns when the load
-average at start exceeds half the cores (the numbers are then unreliable)."""
+stages per workload (fwd, dx, dK, fwd+bwd), medians of timed runs taken in turns, each
+stage's efficiency against the roof (one bare lax.dot_general with the stage's useful
+multiply-adds, timed in the same run), and a layers section (a training step of each
+framework's layer against jaxconvt's drop-in). Prints the tables, writes
+results-<platform>[-quick].json and .png into --out, and warns when the load average at start
+exceeds half the cores (the numbers are then unreliable)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +83,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-lax", action="store_true", help="skip the lax-autodiff baseline")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    parser.add_argument(
+        "--no-roof",
+        action="store_true",
+        help="do not time the roof (a bare lax.dot_general per stage): no efficiency column",
+    )
+    parser.add_argument(
+        "--layers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the layers section: a training step of each framework's layer (Flax NNX and Linen, Equinox, "
+        "Keras, where installed) against jaxconvt's drop-in, on the workloads marked 'layers' among those "
+        "chosen (default: on, off with --quick)",
+    )
     parser.add_argument(
         "--repeats",
         type=positive_int,
@@ -118,6 +134,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def settings_from_args(args: argparse.Namespace, sizes: str, dtypes: tuple[str, ...] | None) -> Settings:
+    """The :class:`Settings` of parsed options (``--quick``'s preset, then the explicit options)."""
+    settings = Settings(
+        sizes=sizes,
+        dtypes=dtypes,
+        algorithm=args.algorithm,
+        lax=not args.no_lax,
+        torch=not args.no_torch,
+        seed=args.seed,
+        roof=not args.no_roof,
+    )
+    if args.quick:
+        settings = dataclasses.replace(settings, **QUICK_SETTINGS)
+    if args.layers is not None:
+        settings = dataclasses.replace(settings, layers=args.layers)
+    if args.repeats is not None:
+        settings = dataclasses.replace(
+            settings, repeats=args.repeats, min_repeats=min(settings.min_repeats, args.repeats)
+        )
+    return settings
+
+
 def _parse_list(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -143,7 +181,8 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     if args.list:
         for w in workloads.WORKLOADS:
             sz = w.size(sizes)
-            print(f"{w.name:<14}{'quick ' if w.name in workloads.QUICK else '      '}{sz}  {w.note}")
+            tags = ("quick " if w.name in workloads.QUICK else "      ") + ("layers " if w.layers else "       ")
+            print(f"{w.name:<14}{tags}{sz}  {w.note}")
         return 0
     names = _parse_list(args.workloads)
     if names is None and args.quick:
@@ -158,20 +197,7 @@ def main(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"error: unknown dtype(s) {bad}; choose from {list(DTYPES)}", file=sys.stderr)
         return 2
-    settings = Settings(
-        sizes=sizes,
-        dtypes=dtypes,
-        algorithm=args.algorithm,
-        lax=not args.no_lax,
-        torch=not args.no_torch,
-        seed=args.seed,
-    )
-    if args.quick:
-        settings = dataclasses.replace(settings, **QUICK_SETTINGS)
-    if args.repeats is not None:
-        settings = dataclasses.replace(
-            settings, repeats=args.repeats, min_repeats=min(settings.min_repeats, args.repeats)
-        )
+    settings = settings_from_args(args, sizes, dtypes)
     if settings.torch and import_torch() is None:
         print("bench: torch is not installed; no PyTorch baseline", file=sys.stderr)
     command = "python -m jaxconvt " + " ".join(argv if argv is not None else sys.argv[1:])

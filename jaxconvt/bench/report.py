@@ -8,6 +8,16 @@ from pathlib import Path
 
 from jaxconvt.bench.settings import STAGE_LABELS, STAGES
 
+ROOF_TEXT = (
+    "the roof is XLA's rate, timed in the same run, for one bare `lax.dot_general` with the stage's "
+    "useful multiply-adds in their natural shape (T taps, P input positions, G groups: fwd rows N·P, "
+    "contraction T·C_in/G, columns C_out/G; dx the same with the channels swapped; dK rows T·C_in/G, "
+    "contraction N·P over the first axis of both operands; batched over the groups, and over the examples "
+    "of per-example workloads), in the run's dtype (float32 accumulation for 16-bit ones); fwd+bwd's "
+    "roof time is the three products' sum, so efficiency = roof time / stage time."
+)
+"""What the ``efficiency`` of the tables measures (the tables' captions and the docs say it)."""
+
 
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
@@ -32,6 +42,26 @@ def _ms_cell(res: dict | None, stage: str) -> str:
     if stage in res["errors"]:
         return "err"
     return _fmt(res["ms"][stage]) + ("*" if res["runs"][stage] == 0 else "")
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}"
+
+
+def _efficiency_cell(res: dict) -> str:
+    """The four stages' efficiencies in percent; "—" when the JSON has no roof."""
+    values = res.get("efficiency")
+    if not isinstance(values, dict) or all(values.get(s) is None for s in STAGES):
+        return "—"
+    return "/".join(_percent(values.get(s)) for s in STAGES)
+
+
+def _roof_cell(r: dict) -> str:
+    """The roof's GF/s of fwd, dx and dK; "—" when the JSON has no roof."""
+    roof = r.get("roof")
+    if not roof:
+        return "—"
+    return "/".join(_fmt(roof["gflops"][s], 2) for s in ("fwd", "dx", "dk"))
 
 
 def _ratio(value) -> str:
@@ -59,6 +89,7 @@ def _main_rows(report: dict):
         "compile s",
         "peak MB",
         "GF/s fwd/dx/dK",
+        "efficiency % fwd/dx/dK/f+b",
         "vs lax f+b",
         "vs torch fwd",
         "vs torch dx",
@@ -81,6 +112,7 @@ def _main_rows(report: dict):
                 _fmt(compile_total, 2),
                 _fmt(me["peak_mb"]["fwdbwd"]),
                 gf,
+                _efficiency_cell(me),
                 _ratio(lax_.get("fwdbwd")),
                 *(_ratio(tor.get(s)) for s in STAGES),
             ]
@@ -92,7 +124,7 @@ def _baseline_rows(report: dict):
     headers = ["workload", "dtype", "shape"]
     headers += [f"torch {STAGE_LABELS[s]}" for s in STAGES]
     headers += [f"lax {STAGE_LABELS[s]}" for s in STAGES]
-    headers += ["lax compile s", "lax peak MB", "max rel diff"]
+    headers += ["lax compile s", "lax peak MB", "max rel diff", "roof GF/s fwd/dx/dK"]
     rows = []
     for r in report["results"]:
         tor = r["impls"].get("torch")
@@ -115,6 +147,7 @@ def _baseline_rows(report: dict):
                 _fmt(lax_compile, 2),
                 _fmt(lx["peak_mb"]["fwdbwd"]) if lx else "-",
                 f"{max(diffs):.1e}" if diffs else "-",
+                _roof_cell(r),
             ]
         )
     return headers, rows
@@ -165,6 +198,8 @@ def _notes(report: dict) -> list[str]:
     """Errors, skipped stages and single-call times, one line each."""
     out = []
     for r in report["results"]:
+        for stage, msg in ((r.get("roof") or {}).get("errors") or {}).items():
+            out.append(f"{r['workload']} {r['dtype']} roof {STAGE_LABELS[stage]}: {msg.splitlines()[0]}")
         for impl, res in r["impls"].items():
             head = f"{r['workload']} {r['dtype']} {impl}"
             for stage, msg in res["errors"].items():
@@ -195,6 +230,10 @@ def text_report(report: dict) -> str:
     notes = _notes(report)
     if notes:
         parts += ["", "notes:", *(f"  {e}" for e in notes)]
+    if report.get("layers"):
+        parts += ["", "layers: one jitted training step, the framework's layer against jaxconvt's drop-in"]
+        parts += [_table(*_layer_rows(report), markdown=False)]
+        parts += [f"  {e}" for e in _layer_notes(report)]
     return "\n".join(parts)
 
 
@@ -211,7 +250,8 @@ def markdown_report(report: dict) -> str:
         f"{report['wall_s']:.0f} s).",
         "",
         "jaxconvt, times in ms. `vs X` = X's time / jaxconvt's time: above 1 jaxconvt is faster. "
-        "GF/s counts useful (non-zero) multiply-adds only. compile s = all four stages; "
+        "GF/s counts useful (non-zero) multiply-adds only. efficiency = GF/s / the roof's GF/s "
+        f"(— where not measured): {ROOF_TEXT} compile s = all four stages; "
         "peak MB = XLA's argument + output + temp bytes of fwd+bwd.",
         "",
         _table(*_main_rows(report), markdown=True),
@@ -289,9 +329,9 @@ def summary_markdown(report: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def markers(platform_name: str, summary: bool = False) -> tuple[str, str]:
-    """The begin and end markers of a platform's block in a markdown file (tables or summary)."""
-    kind = f"{platform_name}:summary" if summary else platform_name
+def markers(platform_name: str, summary: bool = False, layers: bool = False) -> tuple[str, str]:
+    """The begin and end markers of a platform's block in a markdown file (tables, summary or layers)."""
+    kind = f"{platform_name}:summary" if summary else f"{platform_name}:layers" if layers else platform_name
     return f"<!-- jaxconvt-bench:{kind}:begin -->", f"<!-- jaxconvt-bench:{kind}:end -->"
 
 
@@ -313,11 +353,100 @@ def update_markdown(path: Path, report: dict, summary: bool = False) -> None:
       report: a results JSON.
       summary: write the short ratio table (:func:`summary_markdown`), appending its block
         when absent; otherwise write the full tables (:func:`markdown_report`), appending
-        their block when absent, and refresh the summary block if the file has one.
+        their block when absent, the layers table (:func:`layers_markdown`), appending its
+        block when absent and the report has a layers section, and refresh the summary block
+        if the file has one.
     """
     platform_name = report["machine"]["platform"]
     text = path.read_text() if path.exists() else ""
     if not summary:
         text = _replace_block(text, *markers(platform_name), markdown_report(report), append=True)
+        layers_block = markers(platform_name, layers=True)
+        text = _replace_block(text, *layers_block, layers_markdown(report), append=bool(report.get("layers")))
     text = _replace_block(text, *markers(platform_name, summary=True), summary_markdown(report), append=summary)
     path.write_text(text)
+
+
+# --------------------------------------------------------------------------- the layers section
+
+
+def _layer_ms(r: dict, side: str) -> str:
+    if r["skipped"]:
+        return "n/a"
+    if side in r["errors"] or "build" in r["errors"]:
+        return "err"
+    return _fmt(r["ms"][side]) + ("*" if r["runs"][side] == 0 else "")
+
+
+def _layer_rows(report: dict):
+    """Per workload and framework: both steps' times, the speedup and the largest difference."""
+    headers = ["workload", "framework", "framework step ms", "jaxconvt step ms", "speedup", "max rel diff"]
+    rows = []
+    for r in report["layers"]["results"]:
+        diff = r["max_rel_diff"]
+        rows.append(
+            [
+                r["workload"],
+                r["framework"],
+                _layer_ms(r, "framework"),
+                _layer_ms(r, "jaxconvt"),
+                _ratio(r["speedup"]),
+                "-" if diff is None else f"{diff:.1e}",
+            ]
+        )
+    return headers, rows
+
+
+def _layer_notes(report: dict) -> list[str]:
+    """Frameworks not run, pairs not applicable, errors and single-call times, one line each."""
+    section = report["layers"]
+    out = [
+        f"{name}: not run, {info['reason']}" for name, info in section["frameworks"].items() if not info["available"]
+    ]
+    for r in section["results"]:
+        head = f"{r['workload']} {r['framework']}"
+        if r["skipped"]:
+            out.append(f"{head}: not applicable, {r['skipped']}")
+        for what, msg in r["errors"].items():
+            out.append(f"{head} {what}: error {msg.splitlines()[0]}")
+        for side in ("framework", "jaxconvt"):
+            if r["runs"][side] == 0:
+                out.append(f"{head} {side} (*): timed once, its first call took more than {section['max_call_s']:g} s")
+    return out
+
+
+def layers_markdown(report: dict) -> str:
+    """The layers section's table as markdown, with its protocol (a line saying so when it was not run)."""
+    section = report.get("layers")
+    if not section:
+        return (
+            "The layers section is not in this run's results (it runs by default, not with `--quick` or "
+            "`--no-layers`).\n"
+        )
+    available = {name: info for name, info in section["frameworks"].items() if info["available"]}
+    versions = ", ".join(f"{name} {info['version']}" for name, info in available.items())
+    dropins = ", ".join(f"`{info['dropin']}`" for info in available.values() if info.get("dropin"))
+    keras = (
+        "; Keras on its JAX backend, its layers run by `stateless_call` inside `jax.jit`"
+        if "keras" in available
+        else ""
+    )
+    s = report["settings"]
+    parts = [
+        *_warning_lines(report),
+        "One jitted training step of a transposed-convolution layer: the value of `sum(y * ct)` and its "
+        "gradients with respect to the input and every parameter, for each framework's own layer and "
+        f"jaxconvt's drop-in ({dropins or 'none available'}) built with the same parameters, in "
+        f"{section['dtype']} at the `{s['sizes']}` sizes ({versions or 'no framework installed'}{keras}). "
+        "Compiled ahead of time; median times, the two layers timed in turns (blocks of runs). A "
+        f"step slower than {section['max_call_s']:g} s is timed once, by its first call after "
+        "compiling (marked *). speedup = framework ms / jaxconvt ms: above 1, the drop-in is "
+        "faster. max rel diff: the largest max|jaxconvt - framework| / max|framework| over the "
+        "loss, the input gradient and each parameter gradient.",
+        "",
+        _table(*_layer_rows(report), markdown=True),
+    ]
+    notes = _layer_notes(report)
+    if notes:
+        parts += ["", *(f"- {e}" for e in notes)]
+    return "\n".join(parts) + "\n"

@@ -35,6 +35,12 @@ class Settings:
       seed: seed of the random operands.
       quick: the ``--quick`` preset (a subset of the workloads, fewer and shorter runs): its
         numbers are indicative only, and its chart and tables say so.
+      roof: also time each stage's roof, one bare ``lax.dot_general`` with the stage's useful
+        multiply-adds (``jaxconvt.bench.roof``), for the ``efficiency`` of every stage.
+      layers: also run the layers section (``jaxconvt.bench.layers``): a training step of
+        each framework's transposed-convolution layer against jaxconvt's drop-in.
+      layers_max_call_s: ``max_call_s`` of the layers section: a framework layer's step slower
+        than this is timed once (its warm-up call), so that the slow ones do not take minutes.
     """
 
     sizes: str = "cpu"
@@ -52,8 +58,19 @@ class Settings:
     max_call_s: float = 60.0
     seed: int = 0
     quick: bool = False
+    roof: bool = True
+    layers: bool = True
+    layers_max_call_s: float = 2.0
 
 
 QUICK_SETTINGS = dict(
-    quick=True, repeats=3, min_repeats=1, rounds=2, budget_s=0.3, warmup=1, single_call_s=1.0, max_call_s=20.0
+    quick=True,
+    repeats=3,
+    min_repeats=1,
+    rounds=2,
+    budget_s=0.3,
+    warmup=1,
+    single_call_s=1.0,
+    max_call_s=20.0,
+    layers=False,
 )

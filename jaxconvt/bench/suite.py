@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconvt._lowering import choose_algorithm
+from jaxconvt.bench import layers, roof
 from jaxconvt.bench.jax_impls import prepare_jax
 from jaxconvt.bench.machine import load_average, load_warning, machine_info
 from jaxconvt.bench.problem import make_problem
@@ -32,6 +33,7 @@ def empty_result() -> dict:
         "peak_mb": {s: None for s in STAGES},
         "gflops": {s: None for s in STAGES},
         "max_rel_diff": {s: None for s in STAGES if s != "fwdbwd"},
+        "efficiency": {s: None for s in STAGES},
         "errors": {},
         "skipped": {},
     }
@@ -60,8 +62,17 @@ def _dtypes_for(workload: Workload, settings: Settings) -> tuple[str, ...]:
     return workload.gpu_dtypes if settings.sizes == "gpu" else (workload.dtype,)
 
 
-def run_workload(workload: Workload, dtype: str, settings: Settings, progress=None) -> dict:
-    """Times one workload in one dtype; returns its JSON record."""
+def run_workload(
+    workload: Workload, dtype: str, settings: Settings, progress=None, roof_cache: dict | None = None
+) -> dict:
+    """Times one workload in one dtype; returns its JSON record.
+
+    With ``settings.roof``, each stage's roof products (``jaxconvt.bench.roof.roof_candidates``)
+    take their turns with the implementations of that stage, unless ``roof_cache`` has them
+    from earlier in the run; the record's ``roof`` holds their shapes, times and GF/s
+    (``jaxconvt.bench.roof.roof_record``), and every implementation's ``efficiency`` per
+    stage is ``roof time / its time``. Without, ``roof`` and the efficiencies are None.
+    """
     progress = progress or Progress(0, enabled=False)
     problem = make_problem(workload, settings.sizes, dtype, settings.seed, settings.algorithm)
     platform_name = jax.default_backend()
@@ -95,6 +106,7 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
             problem.x_shape[1:] if workload.per_example else problem.x_shape,
         ),
         "useful_flops": flops,
+        "roof": None,
         "impls": {},
         "speedup": {},
     }
@@ -111,6 +123,8 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
         else:
             prepared[impl] = prepare_jax(problem, impl, settings, results[impl])
     outputs = {impl: {} for impl in impls}
+    roof_cache = {} if roof_cache is None else roof_cache
+    candidates = roof.roof_candidates(workload, size) if settings.roof else {}
     for stage in STAGES:
         progress.step(f"{workload.name} {dtype}: time {STAGE_LABELS[stage]}")
         runners = {
@@ -118,7 +132,11 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
             for impl in impls
             if stage in prepared[impl] and stage not in results[impl]["skipped"]
         }
-        time_in_turns(runners, settings)
+        # The stage's roof products (not timed before in this run) take their turns with it.
+        roof_runners = roof.prepare_missing(candidates.get(stage, ()), dtype, settings, roof_cache)
+        time_in_turns(runners | {f"roof {i}": r for i, r in enumerate(roof_runners.values())}, settings)
+        roof.record_timings(roof_runners, roof_cache)
+        del roof_runners
         for impl, runner in runners.items():
             result = results[impl]
             if runner.error is not None:
@@ -139,6 +157,10 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
                 outputs[impl][stage] = runner.convert(runner.out)
             runner.out = None
     del prepared
+    if settings.roof:
+        record["roof"] = roof.roof_record(candidates, dtype, roof_cache)
+        for result in results.values():
+            result["efficiency"] = roof.stage_efficiencies(result["ms"], record["roof"])
     record["impls"] = results
     mine = record["impls"]["jaxconvt"]
     for impl, result in record["impls"].items():
@@ -157,16 +179,25 @@ def run_workload(workload: Workload, dtype: str, settings: Settings, progress=No
 
 
 def run_suite(workloads: Sequence[Workload], settings: Settings, progress: bool = True, command: str = "") -> dict:
-    """Runs every workload in every dtype; returns the whole JSON report."""
+    """Runs every workload in every dtype, then the layers section; returns the whole JSON report.
+
+    The report's ``layers`` is :func:`run_layers`'s section for the
+    ``layers`` workloads among ``workloads`` with ``settings.layers``, else None.
+    """
     impls = _impls(settings)
     jobs = [(w, d) for w in workloads for d in _dtypes_for(w, settings)]
-    bar = Progress(len(jobs) * (len(impls) + len(STAGES)), enabled=progress)
+    steps = len(jobs) * (len(impls) + len(STAGES))
+    if settings.layers:
+        steps += layers.layer_steps(workloads)
+    bar = Progress(steps, enabled=progress)
     machine = machine_info()
     warnings = [w for w in [load_warning(machine)] if w]
     for warning in warnings:
         print(f"bench: WARNING: {warning}", file=sys.stderr)
     t0 = time.perf_counter()
-    results = [run_workload(w, d, settings, bar) for w, d in jobs]
+    roof_cache: dict = {}
+    results = [run_workload(w, d, settings, bar, roof_cache) for w, d in jobs]
+    layer_section = layers.run_layers(workloads, settings, bar) if settings.layers else None
     bar.close()
     machine["load_avg_end"] = load_average()
     return {
@@ -177,4 +208,5 @@ def run_suite(workloads: Sequence[Workload], settings: Settings, progress: bool 
         "settings": dataclasses.asdict(settings) | {"impls": impls},
         "wall_s": time.perf_counter() - t0,
         "results": results,
+        "layers": layer_section,
     }

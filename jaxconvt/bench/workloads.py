@@ -45,6 +45,8 @@ class Workload:
         (``batch`` pairs of a batch-1 input), instead of one shared kernel.
       note: what the workload stands for.
       lax_cpu_skip: if set, why the lax-autodiff baseline is not run on CPU.
+      layers: also a workload of the layers section (``jaxconvt.bench.layers``): a
+        training step of each framework's layer against jaxconvt's drop-in at this shape.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Workload:
     per_example: bool = False
     note: str = ""
     lax_cpu_skip: str = ""
+    layers: bool = False
 
     @property
     def ndim(self) -> int:
@@ -101,6 +104,7 @@ WORKLOADS: tuple[Workload, ...] = (
         strides=(2, 2),
         padding=1,
         note="DCGAN generator block, k4 s2 p1 (= Keras 'same')",
+        layers=True,
     ),
     Workload(
         "unet2d",
@@ -119,6 +123,7 @@ WORKLOADS: tuple[Workload, ...] = (
         strides=(8,),
         padding=4,
         note="HiFi-GAN V1 first upsampler k16 s8 p4 (GPU: a training segment, 32 frames -> 8192 samples)",
+        layers=True,
     ),
     Workload(
         "unet3d",
@@ -128,6 +133,7 @@ WORKLOADS: tuple[Workload, ...] = (
         strides=(2, 2, 2),
         padding="valid",
         note="3-D U-Net / nnU-Net 2x2x2 up-conv",
+        layers=True,
     ),
     Workload(
         "unet3d_aniso",
