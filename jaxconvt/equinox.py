@@ -44,7 +44,13 @@ import jax.numpy as jnp
 import jax.random as jrandom
 import numpy as np
 
-from jaxconvt._layers import check_torch_padding_mode, conv_transpose_crops, import_framework, read_torch_conv_transpose
+from jaxconvt._layers import (
+    check_from_torch_kwargs,
+    check_torch_padding_mode,
+    conv_transpose_crops,
+    import_framework,
+    read_torch_conv_transpose,
+)
 from jaxconvt._spec import _describe, _is_int, int_tuple
 
 eqx = import_framework("equinox", "equinox", layer="jaxconvt.equinox")
@@ -60,6 +66,9 @@ __all__ = [
 
 _PADDING_STRINGS = ("SAME", "SAME_LOWER", "VALID")
 _PADDING_MODES = ("ZEROS", "REFLECT", "REPLICATE", "CIRCULAR")
+# Constructor arguments from_torch reads from the torch module.
+_FROM_TORCH = ("num_spatial_dims", "in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding",
+               "dilation", "groups", "use_bias", "padding_mode")  # fmt: skip
 
 
 def kernel_from_weight(weight, groups: int = 1):
@@ -364,7 +373,7 @@ class ConvTranspose(eqx.Module):
         return y
 
     @classmethod
-    def from_torch(cls, module, *, dtype=None):
+    def from_torch(cls, module, *, dtype=None, **kwargs):
         """The layer computing what a ``torch.nn.ConvTranspose{1,2,3}d`` computes.
 
         Stride, padding, output padding, dilation, groups, bias and the weight come from the
@@ -378,13 +387,16 @@ class ConvTranspose(eqx.Module):
             the 1d/2d/3d classes want their own rank).
           dtype: parameter dtype; default the torch weight's (as JAX canonicalises it, so
             float64 becomes float32 unless 64-bit mode is on).
+          **kwargs: nothing else: every other constructor argument comes from the module
+            (``key`` is not needed), and giving one raises ``TypeError``.
 
         Returns:
           An instance of ``cls`` with ``padding`` given as PyTorch's ``(p, p)`` pairs and
           ``padding_mode="ZEROS"``.
 
         Raises:
-          TypeError: ``module`` is not a torch transposed convolution, or has another rank.
+          TypeError: ``module`` is not a torch transposed convolution, or has another rank, or
+            ``kwargs`` is not empty.
           ValueError: the module's ``padding_mode`` is not ``"zeros"``.
 
         Example:
@@ -406,6 +418,9 @@ class ConvTranspose(eqx.Module):
                 f"{spec.ndim}-D {type(module).__name__} (use ConvTranspose{spec.ndim}d or ConvTranspose)."
             )
         check_torch_padding_mode(spec, layer=layer)
+        check_from_torch_kwargs(kwargs, _FROM_TORCH, layer=layer)
+        if kwargs:
+            raise TypeError(f"{layer} takes only `dtype` besides the module; got {', '.join(sorted(kwargs))}.")
         if dtype is None:
             dtype = jax.dtypes.canonicalize_dtype(spec.weight.dtype)
         kwargs = dict(

@@ -321,6 +321,10 @@ def test_from_torch_errors():
         jeqx.ConvTranspose.from_torch(torch.nn.Conv2d(2, 2, 3))
     with pytest.raises(TypeError, match=r"must be a torch.nn.ConvTranspose2d .* got a 1-D ConvTranspose1d"):
         jeqx.ConvTranspose2d.from_torch(torch.nn.ConvTranspose1d(2, 2, 3))
+    with pytest.raises(TypeError, match=r"takes `stride` from the torch module.*stride=2"):
+        jeqx.ConvTranspose1d.from_torch(torch.nn.ConvTranspose1d(2, 2, 3), stride=2)
+    with pytest.raises(TypeError, match=r"takes only `dtype` besides the module; got key"):
+        jeqx.ConvTranspose1d.from_torch(torch.nn.ConvTranspose1d(2, 2, 3), key=KEY)
     module = torch.nn.ConvTranspose2d(2, 2, 3)
     module.padding_mode = "reflect"
     with pytest.raises(ValueError, match=r"`padding_mode` 'reflect' of the torch module is not supported"):
