@@ -159,9 +159,13 @@ def conv_transpose(
         fastest for the platform, dtype and static shapes; see the design page),
         ``"phase"`` (sub-pixel decomposition: stride-1 convolutions over the output phases
         plus an interleave), ``"dot"`` (the same sums as one matrix product per kernel tap,
-        in every derivative too; what "auto" picks on CPU for bfloat16), ``"pad"``
-        (explicit zero insertion) or ``"dilate"`` (XLA's ``lhs_dilation``). All give the
-        same values up to rounding.
+        in every derivative too; what "auto" picks on CPU for bfloat16), ``"gemm"`` (every
+        slot as ONE matrix product over all kernel taps: the forward with an overlap-add,
+        the gradients with an im2col of the cotangent; "auto" picks it per slot on CPU
+        where it measured faster), ``"pad"`` (explicit zero insertion) or ``"dilate"``
+        (XLA's ``lhs_dilation``). All give the same values up to rounding. Non-finite
+        values (``inf``, ``nan``) reach exactly the outputs the definition sends them to with
+        every algorithm but ``"pad"`` and ``"dilate"``, which multiply the zeros they insert.
 
     Returns:
       The output, of dtype ``preferred_element_type`` or the promoted operand dtype, with

@@ -28,8 +28,8 @@ __all__ = [
     "MAX_ELEMENTS",
 ]
 
-#: Lowering algorithms ``conv_transpose`` accepts (see ``_lowering.choose_algorithm``); "dot" applies to every slot.
-ALGORITHMS = ("auto", "dilate", "pad", "phase", "dot")
+#: Lowering algorithms ``conv_transpose`` accepts (``_lowering.choose_algorithm``); "dot" and "gemm" apply to all slots.
+ALGORITHMS = ("auto", "dilate", "pad", "phase", "dot", "gemm")
 
 #: Largest size, stride, padding or element count XLA can represent (its shapes are int64).
 INT64_MAX = 2**63 - 1

@@ -332,8 +332,9 @@ def test_phase_and_auto_match_reference_with_gradients(seed):
             x, k = _operands(rng, cfg)
             ref = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
             # "auto" is "phase" for these small strided configurations; force "phase" on the
-            # stride-1 ones too, and the per-tap product form "dot" on all.
-            for algorithm in ("auto", "dot") if any(v > 1 for v in cfg["s"]) else ("auto", "phase", "dot"):
+            # stride-1 ones too, and the per-tap and one-product forms "dot" and "gemm" on all.
+            strided = any(v > 1 for v in cfg["s"])
+            for algorithm in ("auto", "dot", "gemm") if strided else ("auto", "phase", "dot", "gemm"):
                 f = _op(cfg, algorithm)
                 y, vjp = jax.vjp(f, x, k)
                 np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, atol=1e-12)

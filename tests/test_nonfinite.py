@@ -24,7 +24,7 @@ import jaxconvt
 from jaxconvt import _lowering
 from jaxconvt._spec import make_spec
 
-ALGORITHMS = ("auto", "phase", "dot")
+ALGORITHMS = ("auto", "phase", "dot", "gemm")
 
 
 def _geometry(x_shape, k_shape, spec):

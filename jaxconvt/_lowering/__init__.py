@@ -27,13 +27,12 @@ one reduction over each hazard operand (a kernel, often): finite inputs pay only
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconvt._lowering import forward, input_grad, kernel_grad, rules, scatter
+from jaxconvt._lowering import forward, gemm, input_grad, kernel_grad, rules, scatter
 from jaxconvt._lowering.phase import phase_plan, phase_rows, phase_waste, structural_zeros, use_exact
 from jaxconvt._lowering.rules import MAX_SPLIT_GROUPS, choose_algorithm
 from jaxconvt._spec import ConvSpec
@@ -87,6 +86,13 @@ def _choose_y(x_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
         return Choice(
             "pad", forward.y_pad, (False, _positive([(e - 1 - lo, e - 1 - hi) for e, (lo, hi) in zip(ke, spec.crops)]))
         )
+    if algorithm == "gemm" or (
+        algorithm == "phase"
+        and spec.algorithm == "auto"
+        and platform == "cpu"
+        and rules.forward_col2im(spec, x_shape, k_shape)
+    ):
+        return Choice("gemm", gemm.y_col2im, (False, False))  # every product is a term of the definition
     plan = phase_plan(spec, tuple(x_shape[1 : n + 1]))
     borders = _positive(plan.inner.crops)
     if algorithm == "dot":
@@ -98,14 +104,26 @@ def _choose_y(x_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
 def _choose_x(y_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
     x_shape = (y_shape[0], *spec.input_spatial(y_shape[1 : spec.ndim + 1]), k_shape[-1])
     hazards = (False, _positive(spec.crops))  # the cotangent's padding (positive crops) meets the kernel
-    if choose_algorithm(spec, dtype, platform, x_shape) == "dot":
+    algorithm = choose_algorithm(spec, dtype, platform, x_shape)
+    if algorithm == "dot":
         return Choice("dot", input_grad.x_dot, hazards)
+    if algorithm == "gemm" or (
+        spec.algorithm == "auto" and platform == "cpu" and rules.input_grad_im2col(spec, x_shape, k_shape)
+    ):
+        return Choice("gemm", gemm.x_im2col, hazards)
     return Choice("direct", input_grad.x_direct, hazards)
 
 
 def _choose_k(x_shape, y_shape, dtype, spec: ConvSpec, platform) -> Choice:
     n = spec.ndim
     algorithm = choose_algorithm(spec, dtype, platform, x_shape)
+    if algorithm == "gemm" or (
+        spec.algorithm == "auto"
+        and algorithm in ("phase", "pad")
+        and platform == "cpu"
+        and rules.kernel_grad_im2col(spec, x_shape, y_shape)
+    ):
+        return Choice("gemm", gemm.k_im2col, (_positive(spec.crops), False))  # the cotangent's padding meets the input
     if algorithm in ("dot", "phase") and rules.kernel_gradient_in_phase_form(spec, x_shape, y_shape, algorithm):
         plan = phase_plan(spec, tuple(x_shape[1 : n + 1]))
         v = phase_rows(plan)
@@ -125,11 +143,14 @@ def choose(slot: str, a_shape, b_shape, dtype, spec: ConvSpec, platform: str | N
 
 
 def _all_finite(arrays):
-    ok = None
+    """Whether every element of every array is finite, as ``isfinite(sum(a * 0))``: ``inf * 0``
+    and ``nan * 0`` are ``nan``, finite values add up to exactly 0, and a plain sum vectorises
+    (5x faster on XLA:CPU than ``all(isfinite(a))``: 9.6 vs 52 ms over a 168 MB kernel)."""
+    total = None
     for arr in arrays:
-        this = jnp.all(jnp.isfinite(arr))
-        ok = this if ok is None else ok & this
-    return ok
+        part = jnp.sum(arr * jnp.zeros((), arr.dtype))
+        total = part if total is None else total + part
+    return jnp.isfinite(total)
 
 
 def _per_group(form, a, b, spec: ConvSpec, out_dtype):
@@ -157,12 +178,23 @@ def lower(slot: str, a, b, spec: ConvSpec, out_dtype, platform: str | None = Non
     """
     spec = effective_spec(spec, _input_spatial(slot, a.shape, spec))
     choice = choose(slot, a.shape, b.shape, jnp.result_type(a.dtype, b.dtype), spec, platform)
-    form = choice.form
-    if platform == "cpu" and 1 < spec.groups <= MAX_SPLIT_GROUPS and choice.name not in ("dot", "scatter"):
-        form = functools.partial(_per_group, choice.form)
-    fast = functools.partial(lambda f, a, b: f(a, b, spec, out_dtype), form)
     hazards = [arr for arr, hazard in zip((a, b), choice.hazards) if hazard]
-    if not hazards:
-        return fast(a, b)
-    exact = functools.partial(_SCATTER[slot], spec=spec, out_dtype=out_dtype)
-    return lax.cond(_all_finite(hazards), fast, exact, a, b)
+    finite = _all_finite(hazards) if hazards else None
+
+    def guarded(a, b, spec):
+        if finite is None:
+            return choice.form(a, b, spec, out_dtype)
+        return lax.cond(
+            finite,
+            lambda a, b: choice.form(a, b, spec, out_dtype),
+            lambda a, b: _SCATTER[slot](a, b, spec, out_dtype),
+            a,
+            b,
+        )
+
+    if platform == "cpu" and 1 < spec.groups <= MAX_SPLIT_GROUPS and choice.name not in ("dot", "scatter"):
+        # one guard per group: each conditional holds one group's convolutions, and the groups'
+        # conditionals stay independent, so XLA:CPU still runs them concurrently (one guard
+        # around all groups measured 4.8 vs 3.5 ms for the per-example forward)
+        return _per_group(lambda a, b, spec, _: guarded(a, b, spec), a, b, spec, out_dtype)
+    return guarded(a, b, spec)

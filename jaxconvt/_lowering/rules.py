@@ -99,3 +99,72 @@ def kernel_gradient_in_phase_form(spec: ConvSpec, x_shape, y_shape, algorithm: s
     rows = batch * math.prod(phase_rows(plan))
     columns = math.prod(spec.strides) * y_shape[-1]
     return rows >= 256 and rows * x_shape[-1] >= 32768 and columns >= 128
+
+
+# ----------------------------------------------------------------------------------------
+# The GEMM forms on CPU (gemm.py): which slots ``"auto"`` gives them, measured.
+# ----------------------------------------------------------------------------------------
+
+#: Fewest input and output channels per group for a GEMM form: narrower products are
+#: memory-bound (grouped2d's 16-channel groups: forward 5.6 vs 2.2 ms as the phase
+#: convolution, input gradient 7.4 vs 2.6, kernel gradient 7.9 vs 5.1; istft's one output
+#: channel: kernel gradient 6.5 vs 5.1).
+GEMM_MIN_CHANNELS = 64
+
+
+def _no_overlap(spec: ConvSpec) -> bool:
+    """Every dimension has a window of one tap (``s >= (k - 1) * d + 1``): each output element
+    is one term, im2col and col2im are pure rearrangements."""
+    return all((k - 1) * d // s == 0 for k, s, d in zip(spec.kernel_size, spec.strides, spec.dilation))
+
+
+def _rows(x_shape) -> int:
+    batch = x_shape[0] if isinstance(x_shape[0], int) else 256  # symbolic (exported) batch: assume large
+    return batch * math.prod(x_shape[1:-1])
+
+
+def forward_col2im(spec: ConvSpec, x_shape, k_shape) -> bool:
+    """Whether the forward on CPU is one product plus an overlap-add (``gemm.y_col2im``)
+    rather than the phase convolution. Measured on the 2-core CPU (ms, col2im vs phase;
+    medians in turns): 1-D layers, where XLA:CPU's convolutions are slow: hifigan1d 32 vs 47,
+    audio_vae 203 vs 413, bigvgan 2.2 vs 2.6; kernels without overlap (unet2d 4.5 vs 5.0);
+    phase convolutions with few output positions and many phase channels (extreme, 81
+    positions x 8192 channels: 8.0 vs 13.4). But dcgan2d 57 vs 37 (16 taps: the
+    overlap-add reads four times the output), vae3d_k3 34 vs 8.8 and unet3d 3.0 vs 2.3
+    (3-D with 32-64 channels), and narrow channels (istft, one output channel: 5.5 vs 4.0).
+    """
+    n = spec.ndim
+    cg, og = x_shape[-1] // spec.groups, k_shape[n]
+    if n == 3 or cg < GEMM_MIN_CHANNELS or og < 16:
+        return False
+    if n == 1 or _no_overlap(spec):
+        return True
+    plan = phase_plan(spec, tuple(x_shape[1 : n + 1]))
+    positions = (x_shape[0] if isinstance(x_shape[0], int) else 256) * math.prod(phase_rows(plan))
+    return positions * 16 <= math.prod(spec.strides) * og
+
+
+def input_grad_im2col(spec: ConvSpec, x_shape, k_shape) -> bool:
+    """Whether the input gradient on CPU is the im2col of the cotangent times the kernel
+    (``gemm.x_im2col``) rather than the strided convolution. Measured (ms, im2col vs
+    direct): kernels without overlap, where the im2col is a pure rearrangement: unet2d 4.6
+    vs 6.2, unet3d 2.1 vs 4.3; very large 2-D/3-D kernels (extreme, 32x32: 8.0 vs 38). But
+    overlapping kernels in 2-D and 3-D pay for the copies: dcgan2d 80 vs 47, vae3d_k3 16 vs
+    10; 1-D: hifigan1d 30-34 vs 29, bigvgan 2.7 vs 1.7, istft 6.3 vs 3.4.
+    """
+    n = spec.ndim
+    if x_shape[-1] // spec.groups < 32:
+        return False
+    return (n >= 2 and _no_overlap(spec)) or (n >= 2 and math.prod(spec.kernel_size) >= 256)
+
+
+def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
+    """Whether the kernel gradient on CPU is the input transposed times the im2col of the
+    cotangent (``gemm.k_im2col``, one product contracting the rows). Measured (ms, im2col
+    vs the former choice): dcgan2d 66 vs 79, unet2d 4.3 vs 4.7, hifigan1d 34 vs 39, bigvgan
+    2.3-2.7 vs 3.2, per-example kernels 6.7 vs 7.2, extreme 14 vs 15; but narrow channels
+    (vae3d_k3's 32: 17 vs 10.5 in phase form; grouped2d, istft: direct), and few rows
+    (audio_vae, 128 rows: 296 vs 271 direct).
+    """
+    cg, og = x_shape[-1] // spec.groups, y_shape[-1] // spec.groups
+    return cg >= GEMM_MIN_CHANNELS and og >= 16 and _rows(x_shape) >= 256
