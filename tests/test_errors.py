@@ -371,7 +371,7 @@ def test_bad_data_format(data_format, exc, match):
         (
             {"algorithm": "fft"},
             ValueError,
-            "`algorithm` must be one of ('auto', 'dilate', 'pad', 'phase', 'dot'); got 'fft'.",
+            "`algorithm` must be one of ('auto', 'dilate', 'pad', 'phase', 'dot', 'gemm'); got 'fft'.",
         ),
         (
             {"precision": {}},
