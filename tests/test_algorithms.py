@@ -26,6 +26,7 @@ import jaxconvt
 from jaxconvt import _lowering, _primitive
 from jaxconvt._lowering import forward, kernel_grad, phase, rules
 from jaxconvt._spec import make_spec
+from tests._keras_worker import FAST_COMPILE
 from tests.reference import keras_crop, scatter_conv_transpose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,12 @@ def _spec_of(cfg):
     """The spec and output shape of a random configuration with ``_operands``' shapes."""
     x_shape, k_shape = (2, *cfg["sp"], 2 * cfg["groups"]), (*cfg["ks"], 3, 2 * cfg["groups"])
     return make_spec(x_shape, k_shape, cfg["s"], cfg["padding"], cfg["op"], None, cfg["d"], groups=cfg["groups"])
+
+
+def _fast(form, a, b, *static):
+    """``form(a, b, *static)`` jitted and compiled with ``FAST_COMPILE`` (code generation only)."""
+    fn = jax.jit(lambda a, b: form(a, b, *static))
+    return fn.lower(a, b).compile(FAST_COMPILE)(a, b)
 
 
 def _valid(cfg):
@@ -193,8 +200,8 @@ def test_kernel_gradient_forms_agree(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         y = rng.standard_normal(out)
-        ref = jax.jit(kernel_grad.k_direct, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
-        got = jax.jit(kernel_grad.k_phase, static_argnums=(2, 3))(x, y, spec, np.dtype(np.float64))
+        ref = _fast(kernel_grad.k_direct, x, y, spec, np.dtype(np.float64))
+        got = _fast(kernel_grad.k_phase, x, y, spec, np.dtype(np.float64))
         assert got.shape == k.shape
         np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-11, atol=1e-11)
         # and both against the reference through the adjoint identity <dK, K> = <y, f(x, K)>
@@ -256,12 +263,12 @@ def test_exact_phase_forms_match_reference(seed, x64):
             continue
         x, k = _operands(rng, cfg)
         f64 = np.dtype(np.float64)
-        got = jax.jit(forward.y_phase, static_argnums=(2, 3, 4))(x, k, spec, f64, True)
+        got = _fast(forward.y_phase, x, k, spec, f64, True)
         want = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-11, atol=1e-11)
         y = rng.standard_normal(out)
-        dk = jax.jit(kernel_grad.k_phase, static_argnums=(2, 3, 4))(x, y, spec, f64, True)
-        ref = jax.jit(kernel_grad.k_direct, static_argnums=(2, 3))(x, y, spec, f64)
+        dk = _fast(kernel_grad.k_phase, x, y, spec, f64, True)
+        ref = _fast(kernel_grad.k_direct, x, y, spec, f64)
         np.testing.assert_allclose(np.asarray(dk), np.asarray(ref), rtol=1e-11, atol=1e-11)
         multi += math.prod(len(c) for c in phase.phase_plan(spec, cfg["sp"]).classes) > 1
         checked += 1
@@ -321,7 +328,8 @@ def test_unknown_algorithm():
 
 @pytest.mark.parametrize("seed", range(2))
 def test_phase_and_auto_match_reference_with_gradients(seed):
-    """In process: values and the adjoint identity for input and kernel gradients."""
+    """Values and the adjoint identity for input and kernel gradients, every algorithm of a
+    configuration in one ``jax.jit`` (compiled with ``FAST_COMPILE``: code generation only)."""
     rng = np.random.default_rng(100 + seed)
     checked = 0
     with jax.enable_x64(True):
@@ -331,32 +339,38 @@ def test_phase_and_auto_match_reference_with_gradients(seed):
                 continue
             x, k = _operands(rng, cfg)
             ref = scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+            ct = rng.standard_normal(ref.shape)
             # "auto" is "phase" for these small strided configurations; force "phase" on the
             # stride-1 ones too, and the per-tap and one-product forms "dot" and "gemm" on all.
             strided = any(v > 1 for v in cfg["s"])
-            for algorithm in ("auto", "dot", "gemm") if strided else ("auto", "phase", "dot", "gemm"):
-                f = _op(cfg, algorithm)
-                y, vjp = jax.vjp(f, x, k)
-                np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, atol=1e-12)
-                ct = rng.standard_normal(ref.shape)
-                dx, dk = vjp(ct)
-                # dx[e] = <ct, f(e, k)>: compare against the reference on basis directions.
-                for flat in rng.choice(x.size, size=min(3, x.size), replace=False):
-                    e = np.zeros(x.size)
-                    e[flat] = 1.0
-                    want = np.sum(
-                        ct
-                        * scatter_conv_transpose(e.reshape(x.shape), k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
-                    )
-                    assert abs(np.asarray(dx).reshape(-1)[flat] - want) < 1e-10
-                for flat in rng.choice(k.size, size=min(3, k.size), replace=False):
-                    e = np.zeros(k.size)
-                    e[flat] = 1.0
-                    want = np.sum(
-                        ct
-                        * scatter_conv_transpose(x, e.reshape(k.shape), cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
-                    )
-                    assert abs(np.asarray(dk).reshape(-1)[flat] - want) < 1e-10
+            algorithms = ("auto", "dot", "gemm") if strided else ("auto", "phase", "dot", "gemm")
+
+            def run(x, k, ct, algorithms=algorithms, cfg=cfg):
+                outs = []
+                for algorithm in algorithms:
+                    y, vjp = jax.vjp(_op(cfg, algorithm), x, k)
+                    outs.append((y, *vjp(ct)))
+                return outs
+
+            results = jax.jit(run).lower(x, k, ct).compile(FAST_COMPILE)(x, k, ct)
+            # dx[e] = <ct, f(e, k)> and dK[e] = <ct, f(x, e)>: the reference on basis directions.
+            picks_x = rng.choice(x.size, size=min(3, x.size), replace=False)
+            picks_k = rng.choice(k.size, size=min(3, k.size), replace=False)
+            want_x, want_k = [], []
+            for flat in picks_x:
+                e = np.zeros(x.size)
+                e[flat] = 1.0
+                f = scatter_conv_transpose(e.reshape(x.shape), k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+                want_x.append(np.sum(ct * f))
+            for flat in picks_k:
+                e = np.zeros(k.size)
+                e[flat] = 1.0
+                f = scatter_conv_transpose(x, e.reshape(k.shape), cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
+                want_k.append(np.sum(ct * f))
+            for algorithm, (y, dx, dk) in zip(algorithms, results):
+                np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, atol=1e-12, err_msg=algorithm)
+                np.testing.assert_allclose(np.asarray(dx).reshape(-1)[picks_x], want_x, rtol=0, atol=1e-10)
+                np.testing.assert_allclose(np.asarray(dk).reshape(-1)[picks_k], want_k, rtol=0, atol=1e-10)
             checked += 1
 
 
@@ -366,28 +380,32 @@ _CHILD = textwrap.dedent(
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
     import jaxconvt
+    FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
     cases = json.loads(sys.stdin.read())
     worst = 0.0
     refused = 0
     for c in cases:
         rng = np.random.default_rng(c["seed"])
         x = rng.standard_normal(c["x"]); k = rng.standard_normal(c["k"])
-        f = lambda x, k: jaxconvt.conv_transpose(x, k, c["s"], c["padding"], c["op"], None, c["d"],
-                                                 groups=c["groups"], algorithm=c["algorithm"])
+        op = lambda algorithm: lambda x, k: jaxconvt.conv_transpose(
+            x, k, c["s"], c["padding"], c["op"], None, c["d"], groups=c["groups"], algorithm=algorithm)
+        ct = rng.standard_normal(jax.eval_shape(op("phase"), x, k).shape)
+
+        def run(x, k, ct):
+            outs = []
+            for algorithm in (c["algorithm"], "phase"):
+                y, vjp = jax.vjp(op(algorithm), x, k)
+                outs.append((y, *vjp(ct)))
+            return outs
+
         try:
-            y, vjp = jax.vjp(f, x, k)
+            compiled = jax.jit(run).lower(x, k, ct).compile(FAST_COMPILE)
         except ValueError as err:
             assert "larger than the input" in str(err), err
             refused += 1
             continue
-        g = lambda x, k: jaxconvt.conv_transpose(x, k, c["s"], c["padding"], c["op"], None, c["d"],
-                                                 groups=c["groups"], algorithm="phase")
-        ref, vjp_ref = jax.vjp(g, x, k)
-        ct = rng.standard_normal(y.shape)
-        dx, dk = vjp(ct)
-        rx, rk = vjp_ref(ct)
-        worst = max(worst, float(np.abs(y - ref).max(initial=0)), float(np.abs(dx - rx).max(initial=0)),
-                    float(np.abs(dk - rk).max(initial=0)))
+        got, ref = compiled(x, k, ct)
+        worst = max([worst] + [float(np.abs(a - b).max(initial=0)) for a, b in zip(got, ref)])
     print("RESULT " + json.dumps({"worst": worst, "refused": refused, "count": len(cases)}))
     """
 )

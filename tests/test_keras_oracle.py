@@ -26,7 +26,7 @@ import jaxconvt
 from tests._keras_worker import FAST_COMPILE, SEMANTICS_KERAS_ABORTS, conv_kwargs, operands, random_config, run_configs
 from tests.reference import conv_transpose_ref
 
-COUNT = 520  # random configurations
+COUNT = 300  # random configurations
 GROUP = 10  # configurations per jax.jit in the Keras child
 BATCH = 45  # configurations per jax.jit for jaxconvt here
 RTOL = 1e-12  # relative to the sum of |terms|
@@ -76,7 +76,7 @@ def _within(y, ref, bound):
 def test_keras_agrees_with_jaxconvt(keras_run):
     configs, outputs, aborted, children, ours = keras_run
     assert set(outputs) | set(aborted) == set(range(len(configs)))
-    assert len(outputs) >= 500
+    assert len(outputs) >= COUNT - 10
     assert children <= 1 + 2 * len(aborted)
     failures = []
     for index, keras_y in sorted(outputs.items()):

@@ -31,6 +31,7 @@ import pytest
 
 from jaxconvt import onnx_compat
 from jaxconvt.reference import scatter
+from tests._keras_worker import FAST_COMPILE
 
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
@@ -157,7 +158,8 @@ def assert_close(actual, expected):
 def call(X, W, B, attrs):
     """``onnx_compat.conv_transpose`` under ``jax.jit`` (one compile per case)."""
     attrs = {k: v for k, v in attrs.items() if v is not None}
-    return jax.jit(functools.partial(onnx_compat.conv_transpose, **attrs))(X, W, B)
+    fn = jax.jit(functools.partial(onnx_compat.conv_transpose, **attrs))
+    return fn.lower(X, W, B).compile(FAST_COMPILE)(X, W, B)
 
 
 def test_grid_is_representative():

@@ -24,6 +24,7 @@ import pytest
 
 import jaxconvt
 from jaxconvt import torch_compat
+from tests._keras_worker import FAST_COMPILE
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -93,9 +94,10 @@ def torch_call(n, x, w, b, **args):
 
 
 def jax_call(n, x, w, b, **args):
-    """The adapter under ``jax.jit`` (one compile per configuration)."""
+    """The adapter under ``jax.jit`` (one compile per configuration, code generation only:
+    ``FAST_COMPILE``)."""
     fn = jax.jit(functools.partial(JAX_FN[n], **args))
-    return np.asarray(fn(x, w, b))
+    return np.asarray(fn.lower(x, w, b).compile(FAST_COMPILE)(x, w, b))
 
 
 def assert_close(actual, expected):
