@@ -27,14 +27,10 @@ from tests import _sharding_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
-KNOWN_GAPS = {
-    "per_example_kernels_batch_sharded_values": (
-        "on CPU the lowering runs each of up to 32 groups as its own convolution (2-4x faster on one "
-        "device than XLA:CPU's grouped convolution); with per-example kernels folded into groups and "
-        "sharded with the batch, the partitioner then returns a replicated result (values stay equal). "
-        "GPU/TPU lowerings keep one grouped convolution"
-    ),
-}
+# Checks known to fail, by name, with the reason (a strict xfail: fixing one fails the test
+# until its entry goes). Empty since the CPU lowering guards split groups with one conditional
+# over all of them: per-example kernels sharded with the batch keep the batch sharding.
+KNOWN_GAPS: dict[str, str] = {}
 CHECK_NAMES = [name for name, _ in _sharding_worker.CHECKS]
 
 
