@@ -460,3 +460,33 @@ def test_grouped_lowering_split_and_unsplit_agree(slot, x64):
     kw["spec"] = dot
     batched = jax.jit(lambda a, b: _primitive._impl(a, b, platform=None, **kw))(a, b)
     np.testing.assert_allclose(np.asarray(batched), np.asarray(whole), rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_selection_on_cpu():
+    """The measured GEMM rules of ``rules.py``, on the bench's workload shapes: which slot "auto"
+    gives the one-product forms on CPU, and never off CPU or for narrow channels."""
+
+    def names(x_shape, k_shape, *args, platform="cpu", **kwargs):
+        spec, out = make_spec(x_shape, k_shape, *args, **kwargs)
+        f32 = np.float32
+        x_in = (out[0], *spec.input_spatial(out[1:-1]), k_shape[-1])
+        return (
+            _lowering.choose("y", x_shape, k_shape, f32, spec, platform).name,
+            _lowering.choose("x", out, k_shape, f32, spec, platform).name,
+            _lowering.choose("k", x_in, out, f32, spec, platform).name,
+        )
+
+    # hifigan1d: 1-D forward as col2im, kernel gradient as im2col (columns 2x the cotangent)
+    assert names((4, 256, 512), (16, 256, 512), 8, "same") == ("gemm", "direct", "gemm")
+    # unet2d, k2 s2: no overlap, every slot a pure rearrangement plus one product
+    assert names((2, 32, 32, 256), (2, 2, 128, 256), 2) == ("gemm", "gemm", "gemm")
+    # dcgan2d, k4 s2: the im2col would hold 4x the cotangent (memory): the phase forms
+    assert names((16, 16, 16, 256), (4, 4, 128, 256), 2, "same") == ("phase", "direct", "phase")
+    # extreme, 32x32 kernel: few positions, many phase channels; the huge kernel's input gradient
+    assert names((1, 8, 8, 128), (32, 32, 32, 128), 16)[:2] == ("gemm", "gemm")
+    # 3-D and narrow channels keep the convolutions
+    assert names((1, 16, 16, 16, 32), (3, 3, 3, 32, 32), 2, 1, 1)[:2] == ("phase", "direct")
+    assert names((16, 400, 129), (256, 1, 129), 64)[0] == "phase"  # istft: one output channel
+    # off CPU: never
+    assert "gemm" not in names((2, 32, 32, 256), (2, 2, 128, 256), 2, platform=None)
+    assert "gemm" not in names((4, 256, 512), (16, 256, 512), 8, "same", platform="gpu")

@@ -158,13 +158,29 @@ def input_grad_im2col(spec: ConvSpec, x_shape, k_shape) -> bool:
     return (n >= 2 and _no_overlap(spec)) or (n >= 2 and math.prod(spec.kernel_size) >= 256)
 
 
+#: Most elements the kernel gradient's im2col (``gemm.k_im2col``) may hold, as a multiple of
+#: its two operands' elements together: the column matrix is ``prod(k) / prod(s)`` times the
+#: cotangent (the kernel's overlap), and a training step holds it beside the forward's
+#: intermediates. dcgan2d's (k4 s2: 4x the cotangent, 2.7x both operands) took the step's
+#: peak from 55 to 64 MB (lax: 44); without it the kernel gradient takes 43 instead of 39 ms
+#: and the training step 103 instead of 101 (same-process A/B, 2-core AMD EPYC).
+IM2COL_MAX_GROWTH = 2.0
+
+
 def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
     """Whether the kernel gradient on CPU is the input transposed times the im2col of the
     cotangent (``gemm.k_im2col``, one product contracting the rows). Measured (ms, im2col
     vs the former choice): dcgan2d 66 vs 79, unet2d 4.3 vs 4.7, hifigan1d 34 vs 39, bigvgan
     2.3-2.7 vs 3.2, per-example kernels 6.7 vs 7.2, extreme 14 vs 15; but narrow channels
     (vae3d_k3's 32: 17 vs 10.5 in phase form; grouped2d, istft: direct), and few rows
-    (audio_vae, 128 rows: 296 vs 271 direct).
+    (audio_vae, 128 rows: 296 vs 271 direct). Only while the column matrix stays within
+    ``IM2COL_MAX_GROWTH`` times the operands (memory; dcgan2d, extreme and per-example
+    kernels keep their former forms).
     """
     cg, og = x_shape[-1] // spec.groups, y_shape[-1] // spec.groups
-    return cg >= GEMM_MIN_CHANNELS and og >= 16 and _rows(x_shape) >= 256
+    if cg < GEMM_MIN_CHANNELS or og < 16 or _rows(x_shape) < 256:
+        return False
+    # per example (the batch cancels): columns prod(i) * prod(k) * C_out against the operands
+    columns = math.prod(x_shape[1:-1]) * math.prod(spec.kernel_size) * y_shape[-1]
+    operands = math.prod(x_shape[1:]) + math.prod(y_shape[1:])
+    return columns <= IM2COL_MAX_GROWTH * operands
