@@ -55,6 +55,7 @@ __all__ = [
     "flax_kernel_shape",
     "flax_kernel_to_jaxconvt",
     "flax_padding",
+    "flax_stride1_pads",
     "import_framework",
     "int_tuple",
     "jaxconvt_kernel_to_flax",
@@ -340,24 +341,57 @@ def flax_circular_wrap(y, input_spatial: tuple[int, ...], strides: tuple[int, ..
 
 FLAX_PADDING_STRINGS = ("SAME", "VALID", "CIRCULAR")
 
+#: The other strings Flax's ``ConvTranspose`` runs: ``lax.conv_transpose`` hands them on to
+#: ``lax.conv_general_dilated`` as forward-convolution padding (any case), which takes them only
+#: without ``lhs_dilation``, i.e. when every stride is 1.
+FLAX_STRIDE1_STRINGS = ("SAME", "VALID", "SAME_LOWER")
+
 
 def flax_padding(padding: Any, n: int) -> str | tuple[tuple[int, int], ...]:
-    """Flax's ``padding`` -> ``'SAME'``, ``'VALID'``, ``'CIRCULAR'`` (any case accepted) or ``n`` pairs.
+    """Flax's ``padding`` -> a string or ``n`` pairs, validated as far as it can be without strides.
 
-    Accepts what Flax's ``canonicalize_padding`` accepts (an int, or ``n`` ints or ``(low, high)``
-    pairs) plus lists as pairs and lower-case strings; raises ``ValueError`` otherwise.
+    Accepts what Flax's ``ConvTranspose`` runs: ``'SAME'``, ``'VALID'``, ``'CIRCULAR'`` (exactly
+    so), the forward-convolution strings of ``FLAX_STRIDE1_STRINGS`` in any case (meaningful at
+    stride 1 only: :func:`flax_stride1_pads`), an int, or ``n`` ints or ``(low, high)`` pairs (lists
+    too); raises ``ValueError`` otherwise.
     """
     rule = (
-        f"'SAME', 'VALID', 'CIRCULAR' (any case), an int, or a sequence of {n} ints or (low, high) pairs of ints "
-        "(Flax's padding of the stride-dilated input)"
+        f"'SAME', 'VALID', 'CIRCULAR', an int, or a sequence of {n} ints or (low, high) pairs of ints "
+        "(Flax's padding of the stride-dilated input), or at stride 1 'same', 'valid' or 'SAME_LOWER' in any "
+        "case (forward-convolution padding, as lax.conv_general_dilated reads them)"
     )
     if isinstance(padding, str):
-        if padding.upper() in FLAX_PADDING_STRINGS:
-            return padding.upper()
+        if padding in FLAX_PADDING_STRINGS or padding.upper() in FLAX_STRIDE1_STRINGS:
+            return padding
         raise ValueError(
             f"`padding` must be {rule}; got padding={padding!r} (Flax's ConvTranspose does not run it either)."
         )
     return _pairs(padding, n, "padding", rule)
+
+
+def flax_stride1_pads(
+    padding: str, kernel_size: tuple[int, ...], strides: tuple[int, ...], dilation: tuple[int, ...]
+) -> tuple[tuple[int, int], ...]:
+    """Flax's pairs for a padding string other than exactly ``'SAME'``, ``'VALID'``, ``'CIRCULAR'``.
+
+    Flax passes such a string through ``lax.conv_transpose`` to ``lax.conv_general_dilated``,
+    which pads like a stride-1 forward convolution with the dilated kernel ``ke``: ``'VALID'``
+    ``(0, 0)``, ``'SAME'`` ``ke - 1`` in all with the odd one high, ``'SAME_LOWER'`` with it low
+    (so ``padding='same'`` keeps the input size, unlike ``'SAME'``'s transposed meaning), and
+    refuses it with a stride above 1, as this does.
+    """
+    if any(s != 1 for s in strides):
+        raise ValueError(
+            f"`padding` {padding!r} is a forward-convolution padding that Flax's ConvTranspose runs only with "
+            f"every stride 1 (lax: 'String padding is not implemented for transposed convolution'); got "
+            f"strides={strides}. Use 'SAME' or 'VALID' (upper case: the transposed meaning) or explicit pairs."
+        )
+    pads = []
+    for k, d in zip(kernel_size, dilation):
+        total = (k - 1) * d
+        low = {"VALID": 0, "SAME": total // 2, "SAME_LOWER": total - total // 2}[padding.upper()]
+        pads.append((low, total - low if padding.upper() != "VALID" else 0))
+    return tuple(pads)
 
 
 def flax_kernel_shape(
@@ -402,6 +436,8 @@ def flax_conv_transpose(
     groups = check_groups(groups, None, None)
     op = check_output_padding(output_padding, strides, dilation)
     mode = flax_padding(padding, n)
+    if isinstance(mode, str) and mode not in FLAX_PADDING_STRINGS:
+        mode = flax_stride1_pads(mode, kernel.shape[:n], strides, dilation)
     if transpose_kernel:
         c_in, c_out = kernel.shape[-1], kernel.shape[-2] * groups
     else:

@@ -52,7 +52,9 @@ class ConvTranspose(_nn.ConvTranspose):
     Flax's: ``'SAME'`` (output ``input * strides``), ``'VALID'``, ``'CIRCULAR'`` (periodic), or
     explicit ``(low, high)`` pairs (an int or ``N`` ints for equal pairs) that pad the
     *stride-dilated input* of a correlation, as ``lax.conv_transpose`` does; this is not PyTorch's
-    meaning (see ``torch_padding``). Strings are accepted in any case here (Flax needs upper case).
+    meaning (see ``torch_padding``). The strings are Flax's: exactly ``'SAME'``,
+    ``'VALID'``, ``'CIRCULAR'``; in another case, or ``'SAME_LOWER'``, forward-convolution
+    paddings that Flax runs only at stride 1 (so does this).
     Inputs are ``(*batch, *spatial, in_features)``; several batch dimensions are flattened and
     restored, no batch dimension is allowed, as in Flax. Any number of spatial dimensions works.
 

@@ -58,10 +58,12 @@ class ConvTranspose(_flax_nnx.ConvTranspose):
     Flax's: ``'SAME'`` (output ``input * strides``), ``'VALID'``, ``'CIRCULAR'`` (periodic, output
     ``input * strides``), or explicit ``(low, high)`` pairs (an int or ``N`` ints for equal pairs)
     that pad the *stride-dilated input* of a correlation, as ``lax.conv_transpose`` does; this is
-    not PyTorch's meaning (see ``torch_padding``). Strings are accepted in any case here (Flax
-    needs upper case). Inputs are ``(*batch, *spatial, in_features)``; several batch dimensions
-    are flattened and restored, no batch dimension is allowed, as in Flax. Any number of spatial
-    dimensions works (Flax's stops at 3).
+    not PyTorch's meaning (see ``torch_padding``). The strings are Flax's: exactly ``'SAME'``,
+    ``'VALID'``, ``'CIRCULAR'``; in another case, or ``'SAME_LOWER'``, they are
+    forward-convolution paddings that Flax runs only at stride 1 (so does this). Inputs are
+    ``(*batch, *spatial, in_features)``; several batch dimensions are flattened and restored, no
+    batch dimension is allowed, as in Flax. Any number of spatial dimensions works (Flax's stops
+    at 3).
 
     Args:
       in_features, out_features, kernel_size, strides, padding, kernel_dilation, use_bias, mask: as for

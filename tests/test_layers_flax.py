@@ -443,6 +443,27 @@ def test_nnx_jit_training_step_equals_flax_and_uses_the_primitive():
     assert "jaxconvt_conv_transpose" in jaxpr and "conv_general_dilated" not in jaxpr
 
 
+@pytest.mark.parametrize("padding", ["same", "Valid", "SAME_LOWER", "same_lower", "circular", "Same"])
+@pytest.mark.parametrize("strides", [1, (1, 2)])
+def test_other_padding_strings_run_where_flax_runs_them(padding, strides):
+    """Strings other than exactly 'SAME'/'VALID'/'CIRCULAR' reach lax.conv_general_dilated in Flax as
+    forward-convolution padding, at stride 1 only: the same output there, a refusal where Flax fails."""
+    kw = dict(in_features=2, out_features=3, kernel_size=(4, 3), strides=strides, padding=padding)
+    kw["kernel_dilation"] = (1, 2)
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 5, 6, 2)), jnp.float32)
+    try:
+        want = nnx.ConvTranspose(**kw, rngs=nnx.Rngs(0))(x)
+    except (ValueError, RuntimeError):
+        with pytest.raises(ValueError, match="`padding`"):
+            jaxconvt.nnx.ConvTranspose(**kw, rngs=nnx.Rngs(0))(x)
+        assert padding.upper() == "CIRCULAR" or strides != 1
+        return
+    got = jaxconvt.nnx.ConvTranspose(**kw, rngs=nnx.Rngs(0))(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=2e-5)
+    assert strides == 1 and padding.upper() != "CIRCULAR"
+
+
 # --------------------------------------------------------------------------- errors
 
 
