@@ -18,7 +18,7 @@ import pytest
 
 from tests._keras_worker import SEMANTICS_KERAS_ABORTS, random_config, run_configs
 
-COUNT = 350
+COUNT = 250
 CHILDREN = 2
 GROUP = 25
 # (max input size, max kernel size, max stride, max dilation) per spatial rank.

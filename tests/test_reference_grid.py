@@ -33,7 +33,7 @@ EAGER = 4  # configurations per chunk that also run eagerly
 
 # dtype: (number of chunks, configurations per chunk, rtol relative to the sum of |terms|)
 PLANS = {
-    "float64": (8, 125, 1e-12),
+    "float64": (8, 100, 1e-12),
     "float32": (2, 60, 1e-5),
     "bfloat16": (2, 60, 2**-7),
     "float16": (2, 60, 2**-10),
