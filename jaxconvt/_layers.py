@@ -386,11 +386,11 @@ def flax_stride1_pads(
             f"every stride 1 (lax: 'String padding is not implemented for transposed convolution'); got "
             f"strides={strides}. Use 'SAME' or 'VALID' (upper case: the transposed meaning) or explicit pairs."
         )
-    pads = []
+    mode, pads = padding.upper(), []
     for k, d in zip(kernel_size, dilation):
-        total = (k - 1) * d
-        low = {"VALID": 0, "SAME": total // 2, "SAME_LOWER": total - total // 2}[padding.upper()]
-        pads.append((low, total - low if padding.upper() != "VALID" else 0))
+        total = 0 if mode == "VALID" else (k - 1) * d
+        high = total // 2 if mode == "SAME_LOWER" else total - total // 2
+        pads.append((total - high, high))
     return tuple(pads)
 
 
