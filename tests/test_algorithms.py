@@ -67,6 +67,13 @@ def _fast(form, a, b, *static):
     return fn.lower(a, b).compile(FAST_COMPILE)(a, b)
 
 
+def _basis(shape, flat):
+    """The one-hot array of ``shape`` with a 1 at flat index ``flat``."""
+    e = np.zeros(math.prod(shape))
+    e[flat] = 1.0
+    return e.reshape(shape)
+
+
 def _valid(cfg):
     out = [
         (i - 1) * s + (k - 1) * d + 1 - lo - hi
@@ -356,17 +363,9 @@ def test_phase_and_auto_match_reference_with_gradients(seed):
             # dx[e] = <ct, f(e, k)> and dK[e] = <ct, f(x, e)>: the reference on basis directions.
             picks_x = rng.choice(x.size, size=min(3, x.size), replace=False)
             picks_k = rng.choice(k.size, size=min(3, k.size), replace=False)
-            want_x, want_k = [], []
-            for flat in picks_x:
-                e = np.zeros(x.size)
-                e[flat] = 1.0
-                f = scatter_conv_transpose(e.reshape(x.shape), k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
-                want_x.append(np.sum(ct * f))
-            for flat in picks_k:
-                e = np.zeros(k.size)
-                e[flat] = 1.0
-                f = scatter_conv_transpose(x, e.reshape(k.shape), cfg["s"], cfg["d"], cfg["crops"], cfg["groups"])
-                want_k.append(np.sum(ct * f))
+            f = lambda x, k, c=cfg: scatter_conv_transpose(x, k, c["s"], c["d"], c["crops"], c["groups"])
+            want_x = [np.sum(ct * f(_basis(x.shape, i), k)) for i in picks_x]
+            want_k = [np.sum(ct * f(x, _basis(k.shape, i))) for i in picks_k]
             for algorithm, (y, dx, dk) in zip(algorithms, results):
                 np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-12, atol=1e-12, err_msg=algorithm)
                 np.testing.assert_allclose(np.asarray(dx).reshape(-1)[picks_x], want_x, rtol=0, atol=1e-10)
@@ -380,7 +379,7 @@ _CHILD = textwrap.dedent(
     import jax, numpy as np
     jax.config.update("jax_enable_x64", True)
     import jaxconvt
-    FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
+    from tests._keras_worker import FAST_COMPILE
     cases = json.loads(sys.stdin.read())
     worst = 0.0
     refused = 0

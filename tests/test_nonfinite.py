@@ -23,6 +23,7 @@ import pytest
 import jaxconvt
 from jaxconvt import _lowering
 from jaxconvt._spec import make_spec
+from tests._keras_worker import FAST_COMPILE
 
 ALGORITHMS = ("auto", "phase", "dot", "gemm")
 
@@ -169,9 +170,6 @@ def _configs():
 
 
 CONFIGS = _configs()
-
-
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 def _cases(index):
