@@ -489,3 +489,52 @@ def test_gemm_selection_on_cpu():
     # off CPU: never
     assert "gemm" not in names((2, 32, 32, 256), (2, 2, 128, 256), 2, platform=None)
     assert "gemm" not in names((4, 256, 512), (16, 256, 512), 8, "same", platform="gpu")
+
+
+@pytest.mark.parametrize(
+    "lhs_shape, rhs_shape, dims",
+    [
+        # one group as a size-1 batch axis, free and contracted axes each adjacent (col2im forward)
+        ((2, 5, 1, 8), (3, 4, 1, 8), (((3,), (3,)), ((2,), (2,)))),
+        # several groups: the batch stays
+        ((2, 5, 3, 8), (3, 4, 3, 8), (((3,), (3,)), ((2,), (2,)))),
+        # two contracted axes adjacent on both sides (im2col input gradient)
+        ((2, 5, 3, 4, 1, 6), (3, 4, 6, 1, 7), (((2, 3, 5), (0, 1, 2)), ((4,), (3,)))),
+        # contracted axes not adjacent on the right: only the free axes merge
+        ((2, 5, 3, 4), (3, 7, 4), (((2, 3), (0, 2)), ((), ()))),
+        # contracted axes listed in another order than they lie
+        ((2, 5, 3, 4), (4, 3, 7), (((2, 3), (1, 0)), ((), ()))),
+        # the left operand contracted over its leading axes (kernel gradient): left to XLA
+        ((2, 5, 1, 8), (2, 5, 3, 1, 4), (((0, 1), (0, 1)), ((2,), (3,)))),
+    ],
+)
+def test_dot_is_dot_general(lhs_shape, rhs_shape, dims):
+    """``_ops.dot`` reshapes the operands into the plainest product; the values, shape and
+    axis order are exactly ``lax.dot_general``'s."""
+    from jaxconvt._lowering import _ops
+
+    rng = np.random.default_rng(0)
+    lhs = jnp.asarray(rng.standard_normal(lhs_shape), jnp.float32)
+    rhs = jnp.asarray(rng.standard_normal(rhs_shape), jnp.float32)
+    spec, _ = make_spec((1, 4, 1), (2, 1, 1), 1)
+    spec = dataclasses.replace(spec, precision=jax.lax.Precision.HIGHEST)
+    got = _ops.dot(lhs, rhs, dims, spec, jnp.float32)
+    want = jax.lax.dot_general(lhs, rhs, dims, precision=jax.lax.Precision.HIGHEST)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_one_group_products_reach_xla_unbatched():
+    """A one-group GEMM forward (the col2im of a 1-D upsampler) reaches XLA as one product of
+    two matrices, the kernel read as it lies: a batched product with a size-1 group axis made
+    XLA:CPU copy the whole kernel first (audio_vae: 145 vs 60 ms)."""
+    x = jnp.ones((2, 8, 64), jnp.float32)
+    kernel = jnp.ones((4, 16, 64), jnp.float32)
+    jaxpr = jax.make_jaxpr(lambda x, k: _lowering.lower("y", x, k, make_spec(x.shape, k.shape, 2)[0], x.dtype, "cpu"))(
+        x, kernel
+    )
+    dots = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert len(dots) == 1
+    (_, _), (lb, rb) = dots[0].params["dimension_numbers"]
+    assert lb == rb == ()
+    assert [v.aval.shape for v in dots[0].invars] == [(16, 64), (64, 64)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,15 +60,70 @@ def finish(out, out_dtype):
 
 def dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype):
     """``lax.dot_general`` with the same dtype handling as ``conv`` (the result stays in the
-    accumulation dtype, so per-tap products can be summed before the final cast)."""
+    accumulation dtype, so per-tap products can be summed before the final cast).
+
+    Where the left operand is contracted over its trailing axes, the product reaches XLA in
+    its plainest form: batch axes of size 1 (one group) are dropped, and each operand's free
+    axes, and both operands' contracted axes, are merged into one axis where they lie next
+    to each other (a free reshape). XLA:CPU otherwise copies an operand into (batch,
+    contracted, free) order first; audio_vae's forward copied its 168 MB kernel that way
+    (145 vs 60 ms). A left operand contracted over its leading axes (the rows, in a kernel
+    gradient) is left to XLA, whose copy into (free, contracted) order runs a faster product
+    than the transposed one (unet2d's kernel gradient 4.3 vs 5.5 ms).
+    """
     compute, acc = accumulation_dtype(lhs, rhs, out_dtype)
-    return lax.dot_general(
-        lhs.astype(compute),
-        rhs.astype(compute),
-        dimension_numbers,
+    lhs, rhs = lhs.astype(compute), rhs.astype(compute)
+    (lc, rc), (lb, rb) = ((tuple(a), tuple(b)) for a, b in dimension_numbers)
+    out_shape, unit = None, []
+    if lc and lc[-1] == lhs.ndim - 1:
+        unit = [i for i, (a, b) in enumerate(zip(lb, rb)) if lhs.shape[a] == 1 and rhs.shape[b] == 1]
+        lhs, lc, lb = _squeeze(lhs, lc, lb, [lb[i] for i in unit])
+        rhs, rc, rb = _squeeze(rhs, rc, rb, [rb[i] for i in unit])
+        lfree = [a for a in range(lhs.ndim) if a not in lc and a not in lb]
+        rfree = [a for a in range(rhs.ndim) if a not in rc and a not in rb]
+        out_shape = (*(lhs.shape[a] for a in lb), *(lhs.shape[a] for a in lfree), *(rhs.shape[a] for a in rfree))
+        both = _contiguous(lc) and _contiguous(rc)
+        lhs, lc, lb = _merge(lhs, lc, lb, lfree, both)
+        rhs, rc, rb = _merge(rhs, rc, rb, rfree, both)
+    out = lax.dot_general(
+        lhs,
+        rhs,
+        ((lc, rc), (lb, rb)),
         precision=spec.precision,
         preferred_element_type=None if acc == compute else acc,
     )
+    if out_shape is not None:
+        out = out.reshape(out_shape)
+    return lax.expand_dims(out, unit) if unit else out
+
+
+def _contiguous(axes) -> bool:
+    return len(axes) > 0 and tuple(axes) == tuple(range(axes[0], axes[0] + len(axes)))
+
+
+def _squeeze(a, contracting, batch, axes):
+    """``a`` without its size-1 batch ``axes``; the other axis numbers renumbered."""
+    if not axes:
+        return a, contracting, batch
+    renumber = lambda dims: tuple(d - sum(x < d for x in axes) for d in dims if d not in axes)
+    return lax.squeeze(a, axes), renumber(contracting), renumber(batch)
+
+
+def _merge(a, contracting, batch, free, merge_contracting: bool):
+    """``a`` with its free axes (if adjacent) and contracted axes (if ``merge_contracting``)
+    each reshaped into one axis; the axis numbers renumbered."""
+    groups = [g for g in (free, contracting if merge_contracting else ()) if len(g) > 1 and _contiguous(g)]
+    if not groups:
+        return a, contracting, batch
+    starts = {g[0]: g for g in groups}
+    shape, where, i = [], {}, 0
+    while i < a.ndim:
+        g = starts.get(i, (i,))
+        where.update({axis: len(shape) for axis in g})
+        shape.append(math.prod(a.shape[axis] for axis in g))
+        i = g[-1] + 1
+    renumber = lambda dims: tuple(dict.fromkeys(where[d] for d in dims))
+    return a.reshape(shape), renumber(contracting), renumber(batch)
 
 
 def pad_spatial(a, pads):
