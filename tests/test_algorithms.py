@@ -538,3 +538,29 @@ def test_one_group_products_reach_xla_unbatched():
     (_, _), (lb, rb) = dots[0].params["dimension_numbers"]
     assert lb == rb == ()
     assert [v.aval.shape for v in dots[0].invars] == [(16, 64), (64, 64)]
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, strides, groups",
+    [
+        ((1, 3, 8), (4, 2, 8), 2, 1),  # few rows, wide channels: the columns transposed times the input
+        ((1, 2, 2, 8), (3, 2, 2, 8), (2, 1), 2),  # the same, grouped
+        ((4, 8, 2), (4, 3, 2), 2, 1),  # many rows: the input transposed times the columns
+        ((2, 3, 4, 4), (2, 3, 2, 4), 2, 2),
+    ],
+)
+def test_kernel_gradient_gemm_orders(x_shape, k_shape, strides, groups):
+    """Both product orders of the one-product kernel gradient (``gemm.k_im2col``) against the
+    numpy reference: ``dK[e] = <ct, f(x, e)>`` on every kernel basis direction."""
+    from jaxconvt._lowering import gemm
+
+    rng = np.random.default_rng(7)
+    spec, out = make_spec(x_shape, k_shape, strides, "same", groups=groups)
+    n = len(x_shape) - 2
+    x, ct = rng.standard_normal(x_shape), rng.standard_normal(out)
+    with jax.enable_x64(True):
+        got = np.asarray(_fast(gemm.k_im2col, x, ct, spec, jnp.float64))
+    crops = tuple(keras_crop("same", k, s, 1, None) for k, s in zip(k_shape[:n], spec.strides))
+    f = lambda e: scatter_conv_transpose(x, e, spec.strides, (1,) * n, crops, groups)
+    want = [np.sum(ct * f(_basis(k_shape, i))) for i in range(math.prod(k_shape))]
+    np.testing.assert_allclose(got.reshape(-1), want, rtol=0, atol=1e-10)

@@ -58,7 +58,7 @@ def finish(out, out_dtype):
     return out.astype(out_dtype)
 
 
-def dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype):
+def dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype, plain: bool = False):
     """``lax.dot_general`` with the same dtype handling as ``conv`` (the result stays in the
     accumulation dtype, so per-tap products can be summed before the final cast).
 
@@ -69,13 +69,15 @@ def dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype):
     contracted, free) order first; audio_vae's forward copied its 168 MB kernel that way
     (145 vs 60 ms). A left operand contracted over its leading axes (the rows, in a kernel
     gradient) is left to XLA, whose copy into (free, contracted) order runs a faster product
-    than the transposed one (unet2d's kernel gradient 4.3 vs 5.5 ms).
+    than the transposed one (unet2d's kernel gradient 4.3 vs 5.5 ms), unless ``plain``: with
+    a short contraction the transposed product is the faster (audio_vae's kernel gradient,
+    128 rows: 100 vs 118 ms).
     """
     compute, acc = accumulation_dtype(lhs, rhs, out_dtype)
     lhs, rhs = lhs.astype(compute), rhs.astype(compute)
     (lc, rc), (lb, rb) = ((tuple(a), tuple(b)) for a, b in dimension_numbers)
     out_shape, unit = None, []
-    if lc and lc[-1] == lhs.ndim - 1:
+    if plain or (lc and lc[-1] == lhs.ndim - 1):
         unit = [i for i, (a, b) in enumerate(zip(lb, rb)) if lhs.shape[a] == 1 and rhs.shape[b] == 1]
         lhs, lc, lb = _squeeze(lhs, lc, lb, [lb[i] for i in unit])
         rhs, rc, rb = _squeeze(rhs, rc, rb, [rb[i] for i in unit])

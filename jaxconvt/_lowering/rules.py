@@ -118,11 +118,6 @@ def _no_overlap(spec: ConvSpec) -> bool:
     return all((k - 1) * d // s == 0 for k, s, d in zip(spec.kernel_size, spec.strides, spec.dilation))
 
 
-def _rows(x_shape) -> int:
-    batch = x_shape[0] if isinstance(x_shape[0], int) else 256  # symbolic (exported) batch: assume large
-    return batch * math.prod(x_shape[1:-1])
-
-
 def forward_col2im(spec: ConvSpec, x_shape, k_shape) -> bool:
     """Whether the forward on CPU is one product plus an overlap-add (``gemm.y_col2im``)
     rather than the phase convolution. Measured on the 2-core CPU (ms, col2im vs phase;
@@ -171,14 +166,16 @@ def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
     """Whether the kernel gradient on CPU is the input transposed times the im2col of the
     cotangent (``gemm.k_im2col``, one product contracting the rows). Measured (ms, im2col
     vs the former choice): dcgan2d 66 vs 79, unet2d 4.3 vs 4.7, hifigan1d 34 vs 39, bigvgan
-    2.3-2.7 vs 3.2, per-example kernels 6.7 vs 7.2, extreme 14 vs 15; but narrow channels
-    (vae3d_k3's 32: 17 vs 10.5 in phase form; grouped2d, istft: direct), and few rows
-    (audio_vae, 128 rows: 296 vs 271 direct). Only while the column matrix stays within
-    ``IM2COL_MAX_GROWTH`` times the operands (memory; dcgan2d, extreme and per-example
-    kernels keep their former forms).
+    2.3-2.7 vs 3.2, per-example kernels 6.7 vs 7.2, extreme 14 vs 15, audio_vae (128 rows,
+    the product in the kernel's layout) 100 vs 157 direct; but narrow channels (vae3d_k3's
+    32: 17 vs 10.5 in phase form; grouped2d, istft: direct) and tiny inputs (one 8x8 image,
+    64 rows: 0.21 vs 0.11 direct). Only while the column matrix
+    stays within ``IM2COL_MAX_GROWTH`` times the operands (memory; dcgan2d, extreme and
+    per-example kernels keep their former forms).
     """
     cg, og = x_shape[-1] // spec.groups, y_shape[-1] // spec.groups
-    if cg < GEMM_MIN_CHANNELS or og < 16 or _rows(x_shape) < 256:
+    batch = x_shape[0] if isinstance(x_shape[0], int) else 256  # symbolic (exported) batch: assume large
+    if cg < GEMM_MIN_CHANNELS or og < 16 or batch * math.prod(x_shape[1:-1]) < 128:
         return False
     # per example (the batch cancels): columns prod(i) * prod(k) * C_out against the operands
     columns = math.prod(x_shape[1:-1]) * math.prod(spec.kernel_size) * y_shape[-1]
