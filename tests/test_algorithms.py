@@ -544,7 +544,7 @@ def test_one_group_products_reach_xla_unbatched():
     "x_shape, k_shape, strides, groups",
     [
         ((1, 3, 8), (4, 2, 8), 2, 1),  # few rows, wide channels: the columns transposed times the input
-        ((1, 2, 2, 8), (3, 2, 2, 8), (2, 1), 2),  # the same, grouped
+        ((1, 1, 2, 8), (3, 2, 2, 8), (2, 1), 2),  # the same, grouped
         ((4, 8, 2), (4, 3, 2), 2, 1),  # many rows: the input transposed times the columns
         ((2, 3, 4, 4), (2, 3, 2, 4), 2, 2),
     ],
