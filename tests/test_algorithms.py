@@ -9,6 +9,7 @@ process anyway, so a regression there fails this test instead of killing the run
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -564,3 +565,26 @@ def test_kernel_gradient_gemm_orders(x_shape, k_shape, strides, groups):
     f = lambda e: scatter_conv_transpose(x, e, spec.strides, (1,) * n, crops, groups)
     want = [np.sum(ct * f(_basis(k_shape, i))) for i in range(math.prod(k_shape))]
     np.testing.assert_allclose(got.reshape(-1), want, rtol=0, atol=1e-10)
+
+
+def test_phase_slab_is_a_block_of_space_to_depth():
+    """``phase.phase_slab`` (one phase per dimension read straight from the cotangent, the
+    exact kernel gradient's operand) equals that block of the whole space-to-depth array,
+    over random geometries: negative and positive crops, phases with no rows inside."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    while checked < 16:
+        cfg = _random_config(rng, max_dims=2)
+        if not _valid(cfg):
+            continue
+        spec, out = _spec_of(cfg)
+        plan = phase.phase_plan(spec, cfg["sp"])
+        v = phase.phase_rows(plan)
+        y = jnp.asarray(rng.standard_normal(out), jnp.float32)
+        og = out[-1] // spec.groups
+        whole = phase.space_to_depth(y, plan, v).reshape(out[0], *v, spec.groups, *spec.strides, og)
+        for r in itertools.product(*(range(st) for st in spec.strides)):
+            got = phase.phase_slab(y, plan, v, [(ra, ra + 1) for ra in r])
+            want = whole[(slice(None),) * (spec.ndim + 2) + tuple(slice(ra, ra + 1) for ra in r)]
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        checked += 1

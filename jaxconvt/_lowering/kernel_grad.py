@@ -15,6 +15,7 @@ from jaxconvt._lowering.phase import (
     over_classes,
     phase_plan,
     phase_rows,
+    phase_slab,
     space_to_depth,
     use_exact,
 )
@@ -69,7 +70,6 @@ def k_phase(x, y, spec: ConvSpec, out_dtype, exact: bool | None = None):
     n = spec.ndim
     plan = phase_plan(spec, x.shape[1 : n + 1])
     v = phase_rows(plan)
-    y_p = space_to_depth(y, plan, v)  # (N, *V, G*S*Og)
     g = spec.groups
     batch, c_in = x.shape[0], x.shape[-1]
     cg = c_in // g
@@ -87,15 +87,15 @@ def k_phase(x, y, spec: ConvSpec, out_dtype, exact: bool | None = None):
         return jnp.stack(out).reshape(*(len(t) for t in taps), g, cg, -1)
 
     if not use_exact(plan, cg, og, exact, "k"):
-        comb = products([range(w) for w in plan.window], y_p.reshape(rows, g, -1))
+        comb = products([range(w) for w in plan.window], space_to_depth(y, plan, v).reshape(rows, g, -1))
     else:
-        y_b = y_p.reshape(batch, *v, g, *plan.strides, og)
 
         def block(combo):
             phases, widths = class_shape(combo)
             if 0 in widths:
                 return jnp.zeros((*plan.window, g, cg, *phases, og), accumulation_dtype(x, y, out_dtype)[1])
-            rhs = y_b[(slice(None),) * (n + 2) + tuple(slice(r0, r1) for r0, r1, *_ in combo)]
+            # each class's phases read straight from y: no space-to-depth copy of all of y
+            rhs = phase_slab(y, plan, v, [(r0, r1) for r0, r1, *_ in combo])
             taps = products([range(t0, t1) for *_, t0, t1 in combo], rhs.reshape(rows, g, -1))
             taps = taps.reshape(*widths, g, cg, *phases, og)
             config = [(t0, w - t1, 0) for w, (*_, t0, t1) in zip(plan.window, combo)]

@@ -214,6 +214,43 @@ def space_to_depth(y, plan: PhasePlan, v):
     return jnp.transpose(y, perm).reshape(batch, *v, g * math.prod(s) * og)
 
 
+def phase_slab(y, plan: PhasePlan, v, phases):
+    """Phases ``r0 .. r1 - 1`` per dimension (``phases``: ``(r0, r1)`` per dimension) of
+    ``space_to_depth``: ``(N, *L, G*Og)`` -> ``(N, *V, G, *(r1 - r0), Og)``, read from ``y``
+    without the whole space-to-depth array (one copy of just these phases)."""
+    n, g, s = plan.n, plan.groups, plan.strides
+    batch = y.shape[0]
+    og = y.shape[-1] // g
+    if all(r1 - r0 == 1 for r0, r1 in phases):
+        # one phase per dimension: a strided slice of y, zero-extended to V rows (the phase
+        # grid's row v holds y[v*s + r - start]), so no padded copy of all of y is made
+        start, limit, strides, config = [0], [batch], [1], [(0, 0, 0)]
+        for a in range(n):
+            off = phases[a][0] - plan.starts[a]
+            lo = max(0, -(off // s[a]))
+            hi = min(v[a] - 1, (y.shape[1 + a] - 1 - off) // s[a])
+            if hi < lo:  # no row of this phase lies inside y
+                return jnp.zeros((batch, *v, g, *(1,) * n, og), y.dtype)
+            start.append(lo * s[a] + off)
+            limit.append(hi * s[a] + off + 1)
+            strides.append(s[a])
+            config.append((lo, v[a] - 1 - hi, 0))
+        y = lax.slice(y, (*start, 0), (*limit, y.shape[-1]), (*strides, 1))
+        y = lax.pad(y, jnp.zeros((), y.dtype), [*config, (0, 0, 0)])
+        return y.reshape(batch, *v, g, *(1,) * n, og)
+    config = [(0, 0, 0)]
+    for a in range(n):
+        config.append((plan.starts[a], v[a] * s[a] - plan.starts[a] - plan.lengths[a], 0))
+    config.append((0, 0, 0))
+    y = lax.pad(y, jnp.zeros((), y.dtype), config)
+    y = y.reshape(batch, *(i for a in range(n) for i in (v[a], s[a])), g, og)
+    start = (0, *(i for a in range(n) for i in (0, phases[a][0])), 0, 0)
+    limit = (batch, *(i for a in range(n) for i in (v[a], phases[a][1])), g, og)
+    y = lax.slice(y, start, limit)
+    perm = (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2), 2 * n + 2)
+    return jnp.transpose(y, perm)
+
+
 def phase_rows(plan: PhasePlan):
     """Phase-output spatial shape ``V``: rows of every phase needed to cover the output."""
     return tuple(-(-(plan.starts[a] + plan.lengths[a]) // plan.strides[a]) for a in range(plan.n))
