@@ -507,9 +507,15 @@ def test_gemm_selection_on_cpu():
         ((2, 5, 3, 4), (4, 3, 7), (((2, 3), (1, 0)), ((), ()))),
         # the left operand contracted over its leading axes (kernel gradient): left to XLA
         ((2, 5, 1, 8), (2, 5, 3, 1, 4), (((0, 1), (0, 1)), ((2,), (3,)))),
+        # a size-1 batch axis beside a kept one, and batch axes that do not lead
+        ((2, 1, 3, 8), (3, 1, 3, 8), (((3,), (3,)), ((1, 2), (1, 2)))),
+        ((5, 3, 1, 8), (1, 3, 4, 8), (((3,), (3,)), ((2, 1), (0, 1)))),
+        # zero-size free axes
+        ((0, 5, 1, 8), (3, 0, 1, 8), (((3,), (3,)), ((2,), (2,)))),
     ],
 )
-def test_dot_is_dot_general(lhs_shape, rhs_shape, dims):
+@pytest.mark.parametrize("plain", [False, True])
+def test_dot_is_dot_general(lhs_shape, rhs_shape, dims, plain):
     """``_ops.dot`` reshapes the operands into the plainest product; the values, shape and
     axis order are exactly ``lax.dot_general``'s."""
     from jaxconvt._lowering import _ops
@@ -519,7 +525,7 @@ def test_dot_is_dot_general(lhs_shape, rhs_shape, dims):
     rhs = jnp.asarray(rng.standard_normal(rhs_shape), jnp.float32)
     spec, _ = make_spec((1, 4, 1), (2, 1, 1), 1)
     spec = dataclasses.replace(spec, precision=jax.lax.Precision.HIGHEST)
-    got = _ops.dot(lhs, rhs, dims, spec, jnp.float32)
+    got = _ops.dot(lhs, rhs, dims, spec, jnp.float32, plain=plain)
     want = jax.lax.dot_general(lhs, rhs, dims, precision=jax.lax.Precision.HIGHEST)
     assert got.shape == want.shape
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -570,7 +576,8 @@ def test_kernel_gradient_gemm_orders(x_shape, k_shape, strides, groups):
 def test_phase_slab_is_a_block_of_space_to_depth():
     """``phase.phase_slab`` (one phase per dimension read straight from the cotangent, the
     exact kernel gradient's operand) equals that block of the whole space-to-depth array,
-    over random geometries: negative and positive crops, phases with no rows inside."""
+    over random geometries: crops and zero-extensions, phases with no rows inside, and runs
+    of several phases."""
     rng = np.random.default_rng(11)
     checked = 0
     while checked < 16:
@@ -587,4 +594,8 @@ def test_phase_slab_is_a_block_of_space_to_depth():
             got = phase.phase_slab(y, plan, v, [(ra, ra + 1) for ra in r])
             want = whole[(slice(None),) * (spec.ndim + 2) + tuple(slice(ra, ra + 1) for ra in r)]
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+        # a run of several phases per dimension (the other branch)
+        runs = [(0, st) if st > 1 else (0, 1) for st in spec.strides]
+        want = whole[(slice(None),) * (spec.ndim + 2) + tuple(slice(r0, r1) for r0, r1 in runs)]
+        np.testing.assert_array_equal(np.asarray(phase.phase_slab(y, plan, v, runs)), np.asarray(want))
         checked += 1

@@ -426,3 +426,34 @@ def test_module_walk_follows_regions_and_calls():
     text = _export(_functions(case)["grad_k"], case, "tpu", batch="b")
     convs = [_conv(op) for op in _module_ops(text) if op.name == "stablehlo.convolution"]
     assert any(c.out[2:] == case.kernel and c.lhs[1] is None for c in convs if c.fast)
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel, strides",
+    [
+        ((2, 16, 64), (4,), 2),  # 1-D: the forward as one product plus overlap-add, the kernel gradient input first
+        ((2, 1, 1024), (8,), 4),  # one position, wide channels: the kernel gradient columns first
+    ],
+)
+def test_cpu_gemm_forms_with_a_symbolic_batch(x_shape, kernel, strides):
+    """The CPU's one-product forms (their size rules assume a symbolic batch is large) export
+    with a symbolic batch, and the exported module computes what the jitted op does: the
+    forward against the numpy reference, the gradients against the concrete-batch program."""
+    from tests.reference import scatter_conv_transpose
+
+    rng = np.random.default_rng(3)
+    k_shape = (*kernel, 32, x_shape[-1])
+    x, k = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(k_shape).astype(np.float32)
+    op = lambda x, k: jaxconvt.conv_transpose(x, k, strides, "same")
+    loss = lambda x, k: jnp.sum(op(x, k) ** 2)
+    fn = lambda x, k: (op(x, k), jax.grad(loss, argnums=(0, 1))(x, k))
+    sym = jax.ShapeDtypeStruct((*jax.export.symbolic_shape("b"), *x_shape[1:]), np.float32)
+    exported = jax.export.export(jax.jit(fn), platforms=("cpu",))(sym, jax.ShapeDtypeStruct(k_shape, np.float32))
+    assert "tensor<?x" in exported.mlir_module() and "stablehlo.dot_general" in exported.mlir_module()
+    y, (dx, dk) = exported.call(x, k)
+    spec, _ = make_spec(x_shape, k_shape, strides, "same")
+    ref = scatter_conv_transpose(x.astype(np.float64), k.astype(np.float64), spec.strides, (1,), spec.crops, 1)
+    np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    _, (want_dx, want_dk) = jax.jit(fn)(x, k)
+    np.testing.assert_allclose(np.asarray(dx), np.asarray(want_dx), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(dk), np.asarray(want_dk), rtol=1e-4, atol=1e-3)

@@ -125,13 +125,14 @@ def x_im2col(y, kernel, spec: ConvSpec, out_dtype):
 def k_im2col(x, y, spec: ConvSpec, out_dtype):
     """Kernel gradient: ``(N, *i, C_in), (N, *L, G*Og) -> (*k, Og, C_in)``.
 
-    Both operands are contracted over their rows. With few rows and a large kernel the
-    product is the column matrix transposed times the input, read as they lie, and it comes
-    out in the kernel's own layout (audio_vae, 128 rows: 100 vs 190 ms). Otherwise XLA copies
-    the input into (channels, rows) order for its faster product, and the result
-    ``(C_in, *k, Og)`` is permuted once (a kernel-sized copy): the first order is taken when
-    it copies at most half as many elements (near a tie the second is as fast or faster:
-    bigvgan 1.7 vs 1.8-2.0 ms, unet2d 4.7 vs 5.2).
+    Both operands are contracted over their rows, in one of two orders. Columns first: the
+    column matrix (which is built anyway) transposed times the input, both read as they lie,
+    the result in the kernel's own layout. Input first: XLA copies the input into (channels,
+    rows) order for its faster product, and the result ``(C_in, *k, Og)`` is permuted once (a
+    kernel-sized copy). Columns first is taken when the column matrix has at most half as many
+    elements as the input and the kernel together: few rows and a large kernel (audio_vae,
+    128 rows: 100 vs 190 ms); near a tie input first is as fast or faster (bigvgan 1.7 vs
+    1.8-2.0 ms, unet2d 4.7 vs 5.2).
     """
     n, g = spec.ndim, spec.groups
     batch, spatial, c_in = x.shape[0], tuple(x.shape[1 : n + 1]), x.shape[-1]
@@ -141,7 +142,7 @@ def k_im2col(x, y, spec: ConvSpec, out_dtype):
     xg = x.reshape(batch, *spatial, g, cg)
     rows = tuple(range(n + 1))
     r = _product_rows(x.shape)
-    if 2 * r * taps <= r * cg + taps * cg:  # the columns copied: at most half the elements of the other order
+    if 2 * r * taps <= r * cg + taps * cg:  # columns first
         # (N, *i, *k, G, Og) x (N, *i, G, Cg) -> (G, *k, Og, Cg)
         out = dot(cols, xg, ((rows, rows), ((2 * n + 1,), (n + 1,))), spec, out_dtype, plain=True)
         out = jnp.moveaxis(out, 0, -2)  # (*k, Og, G, Cg)

@@ -163,13 +163,13 @@ IM2COL_MAX_GROWTH = 2.0
 
 
 def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
-    """Whether the kernel gradient on CPU is the input transposed times the im2col of the
-    cotangent (``gemm.k_im2col``, one product contracting the rows). Measured (ms, im2col
-    vs the former choice): dcgan2d 66 vs 79, unet2d 4.3 vs 4.7, hifigan1d 34 vs 39, bigvgan
-    2.3-2.7 vs 3.2, per-example kernels 6.7 vs 7.2, extreme 14 vs 15, audio_vae (128 rows,
-    the product in the kernel's layout) 100 vs 157 direct; but narrow channels (vae3d_k3's
-    32: 17 vs 10.5 in phase form; grouped2d, istft: direct) and tiny inputs (one 8x8 image,
-    64 rows: 0.21 vs 0.11 direct). Only while the column matrix
+    """Whether the kernel gradient on CPU is one product of the input and the im2col of the
+    cotangent, contracting the rows (``gemm.k_im2col``, which picks the product's order).
+    Measured (ms, im2col vs the former choice): dcgan2d 66 vs 79, unet2d 4.3 vs 4.7,
+    hifigan1d 34 vs 39, bigvgan 2.3-2.7 vs 3.2, per-example kernels 6.7 vs 7.2, extreme 14 vs
+    15, audio_vae (128 rows, the product in the kernel's layout) 100 vs 157 direct; but
+    narrow channels (vae3d_k3's 32: 17 vs 10.5 in phase form; grouped2d, istft: direct) and
+    tiny inputs (one 8x8 image, 64 rows: 0.21 vs 0.11 direct). Only while the column matrix
     stays within ``IM2COL_MAX_GROWTH`` times the operands (memory; dcgan2d, extreme and
     per-example kernels keep their former forms).
     """
