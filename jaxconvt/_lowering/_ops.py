@@ -62,16 +62,16 @@ def dot(lhs, rhs, dimension_numbers, spec: ConvSpec, out_dtype, plain: bool = Fa
     """``lax.dot_general`` with the same dtype handling as ``conv`` (the result stays in the
     accumulation dtype, so per-tap products can be summed before the final cast).
 
-    Where the left operand's last listed contracted axis is its last axis, the product reaches
-    XLA in its plainest form: batch axes of size 1 (one group) are dropped, and each operand's free
-    axes, and both operands' contracted axes, are merged into one axis where they lie next
-    to each other (a free reshape). XLA:CPU otherwise copies an operand into (batch,
-    contracted, free) order first; audio_vae's forward copied its 168 MB kernel that way
-    (145 vs 60 ms). Any other product, e.g. a left operand contracted over its leading axes
-    (the rows, in a kernel gradient), is left to XLA, whose copy into (free, contracted) order runs a faster product
-    than the transposed one (unet2d's kernel gradient 4.3 vs 5.5 ms), unless ``plain``: with
-    a short contraction the transposed product is the faster (audio_vae's kernel gradient,
-    128 rows: 100 vs 118 ms).
+    Where the left operand's last listed contracted axis is its last axis, the product
+    reaches XLA in its plainest form: batch axes of size 1 (one group) are dropped, and each
+    operand's free axes, and both operands' contracted axes, are merged into one axis where
+    they lie next to each other (a free reshape). XLA:CPU otherwise copies an operand into
+    (batch, contracted, free) order first; audio_vae's forward copied its 168 MB kernel that
+    way (145 vs 60 ms). Any other product, e.g. a left operand contracted over its leading
+    axes (the rows, in a kernel gradient), is left to XLA, whose copy into (free, contracted)
+    order runs a faster product than the transposed one (unet2d's kernel gradient 4.3 vs 5.5
+    ms), unless ``plain``: with a short contraction the transposed product is the faster
+    (audio_vae's kernel gradient, 128 rows: 100 vs 118 ms).
     """
     compute, acc = accumulation_dtype(lhs, rhs, out_dtype)
     lhs, rhs = lhs.astype(compute), rhs.astype(compute)
@@ -126,6 +126,13 @@ def _merge(a, contracting, batch, free, merge_contracting: bool):
         i = g[-1] + 1
     renumber = lambda dims: tuple(dict.fromkeys(where[d] for d in dims))
     return a.reshape(shape), renumber(contracting), renumber(batch)
+
+
+def product_rows(shape) -> int:
+    """Rows ``N * prod(spatial)`` of a channels-last array's products (a symbolic, exported
+    batch counts as 256: large)."""
+    batch = shape[0] if isinstance(shape[0], int) else 256
+    return batch * math.prod(shape[1:-1])
 
 
 def pad_spatial(a, pads):

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconvt import _padding
-from jaxconvt._lowering._ops import dot, finish, pad_spatial
+from jaxconvt._lowering._ops import dot, finish, pad_spatial, product_rows
 from jaxconvt._lowering.phase import phase_window
 from jaxconvt._spec import ConvSpec
 
@@ -141,7 +141,7 @@ def k_im2col(x, y, spec: ConvSpec, out_dtype):
     cols = im2col(y, spec, spatial).reshape(batch, *spatial, *ks, g, og)
     xg = x.reshape(batch, *spatial, g, cg)
     rows = tuple(range(n + 1))
-    r = _product_rows(x.shape)
+    r = product_rows(x.shape)
     if 2 * r * taps <= r * cg + taps * cg:  # columns first
         # (N, *i, *k, G, Og) x (N, *i, G, Cg) -> (G, *k, Og, Cg)
         out = dot(cols, xg, ((rows, rows), ((2 * n + 1,), (n + 1,))), spec, out_dtype, plain=True)
@@ -151,9 +151,3 @@ def k_im2col(x, y, spec: ConvSpec, out_dtype):
         out = dot(xg, cols, ((rows, rows), ((n + 1,), (2 * n + 1,))), spec, out_dtype)
         out = jnp.transpose(out, (*range(2, n + 2), n + 2, 0, 1))  # (*k, Og, G, Cg)
     return finish(out.reshape(*ks, og, c_in), out_dtype)
-
-
-def _product_rows(shape) -> int:
-    """Product rows ``N * prod(i)`` (a symbolic batch counts as large)."""
-    batch = shape[0] if isinstance(shape[0], int) else 256
-    return batch * math.prod(shape[1:-1])

@@ -201,17 +201,25 @@ def depth_to_space(out, plan: PhasePlan):
 
 def space_to_depth(y, plan: PhasePlan, v):
     """Adjoint of ``depth_to_space``: ``(N, *L, G*Og)`` -> ``(N, *V, G*S*Og)``."""
+    grid = jnp.transpose(_phase_grid(y, plan, v), _rows_first(plan.n))
+    return grid.reshape(y.shape[0], *v, y.shape[-1] * math.prod(plan.strides))
+
+
+def _phase_grid(y, plan: PhasePlan, v):
+    """``(N, *L, G*Og)`` -> ``(N, V1, s1, ..., Vn, sn, G, Og)``: ``y`` zero-extended to the phase
+    grid (row ``v``, phase ``r`` holds ``y[v*s + r - start]``), split into rows and phases."""
     n, g, s = plan.n, plan.groups, plan.strides
-    batch = y.shape[0]
-    og = y.shape[-1] // g
     config = [(0, 0, 0)]
     for a in range(n):
         config.append((plan.starts[a], v[a] * s[a] - plan.starts[a] - plan.lengths[a], 0))
     config.append((0, 0, 0))
     y = lax.pad(y, jnp.zeros((), y.dtype), config)
-    y = y.reshape(batch, *(i for a in range(n) for i in (v[a], s[a])), g, og)
-    perm = (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2), 2 * n + 2)
-    return jnp.transpose(y, perm).reshape(batch, *v, g * math.prod(s) * og)
+    return y.reshape(y.shape[0], *(i for a in range(n) for i in (v[a], s[a])), g, y.shape[-1] // g)
+
+
+def _rows_first(n: int) -> tuple[int, ...]:
+    """The permutation ``(N, V1, s1, ..., Vn, sn, G, Og)`` -> ``(N, *V, G, *s, Og)``."""
+    return (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2), 2 * n + 2)
 
 
 def phase_slab(y, plan: PhasePlan, v, phases):
@@ -238,17 +246,9 @@ def phase_slab(y, plan: PhasePlan, v, phases):
         y = lax.slice(y, (*start, 0), (*limit, y.shape[-1]), (*strides, 1))
         y = lax.pad(y, jnp.zeros((), y.dtype), [*config, (0, 0, 0)])
         return y.reshape(batch, *v, g, *(1,) * n, og)
-    config = [(0, 0, 0)]
-    for a in range(n):
-        config.append((plan.starts[a], v[a] * s[a] - plan.starts[a] - plan.lengths[a], 0))
-    config.append((0, 0, 0))
-    y = lax.pad(y, jnp.zeros((), y.dtype), config)
-    y = y.reshape(batch, *(i for a in range(n) for i in (v[a], s[a])), g, og)
     start = (0, *(i for a in range(n) for i in (0, phases[a][0])), 0, 0)
     limit = (batch, *(i for a in range(n) for i in (v[a], phases[a][1])), g, og)
-    y = lax.slice(y, start, limit)
-    perm = (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2), 2 * n + 2)
-    return jnp.transpose(y, perm)
+    return jnp.transpose(lax.slice(_phase_grid(y, plan, v), start, limit), _rows_first(n))
 
 
 def phase_rows(plan: PhasePlan):

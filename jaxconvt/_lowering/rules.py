@@ -7,6 +7,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconvt._lowering._ops import product_rows
 from jaxconvt._lowering.phase import exact_classes, phase_plan, phase_rows, phase_waste
 from jaxconvt._spec import ConvSpec
 
@@ -174,8 +175,7 @@ def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
     per-example kernels keep their former forms).
     """
     cg, og = x_shape[-1] // spec.groups, y_shape[-1] // spec.groups
-    batch = x_shape[0] if isinstance(x_shape[0], int) else 256  # symbolic (exported) batch: assume large
-    if cg < GEMM_MIN_CHANNELS or og < 16 or batch * math.prod(x_shape[1:-1]) < 128:
+    if cg < GEMM_MIN_CHANNELS or og < 16 or product_rows(x_shape) < 128:
         return False
     # per example (the batch cancels): columns prod(i) * prod(k) * C_out against the operands
     columns = math.prod(x_shape[1:-1]) * math.prod(spec.kernel_size) * y_shape[-1]
