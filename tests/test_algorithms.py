@@ -463,25 +463,34 @@ def test_grouped_lowering_split_and_unsplit_agree(slot, x64):
 
 
 def test_gemm_selection_on_cpu():
-    """The measured GEMM rules of ``rules.py``, on the bench's workload shapes: which slot "auto"
-    gives the one-product forms on CPU, and never off CPU or for narrow channels."""
+    """The measured CPU rules of ``rules.py``, on the bench's workload shapes: which slot "auto"
+    gives the one-product forms and the tap loops on CPU, and never off CPU or for narrow
+    channels."""
 
-    def names(x_shape, k_shape, *args, platform="cpu", **kwargs):
+    def names(x_shape, k_shape, *args, platform="cpu", dtype=np.float32, **kwargs):
         spec, out = make_spec(x_shape, k_shape, *args, **kwargs)
-        f32 = np.float32
         x_in = (out[0], *spec.input_spatial(out[1:-1]), k_shape[-1])
         return (
-            _lowering.choose("y", x_shape, k_shape, f32, spec, platform).name,
-            _lowering.choose("x", out, k_shape, f32, spec, platform).name,
-            _lowering.choose("k", x_in, out, f32, spec, platform).name,
+            _lowering.choose("y", x_shape, k_shape, dtype, spec, platform).name,
+            _lowering.choose("x", out, k_shape, dtype, spec, platform).name,
+            _lowering.choose("k", x_in, out, dtype, spec, platform).name,
         )
 
     # hifigan1d: 1-D forward as col2im, kernel gradient as im2col (columns 2x the cotangent)
     assert names((4, 256, 512), (16, 256, 512), 8, "same") == ("gemm", "direct", "gemm")
     # unet2d, k2 s2: no overlap, every slot a pure rearrangement plus one product
     assert names((2, 32, 32, 256), (2, 2, 128, 256), 2) == ("gemm", "gemm", "gemm")
-    # dcgan2d, k4 s2: the im2col would hold 4x the cotangent (memory): the phase forms
-    assert names((16, 16, 16, 256), (4, 4, 128, 256), 2, "same") == ("phase", "direct", "phase")
+    # dcgan2d, k4 s2: the im2col would hold 4x the cotangent (memory): the phase forward and
+    # both gradients as tap loops (2-D, overlapping, ungrouped)
+    assert names((16, 16, 16, 256), (4, 4, 128, 256), 2, "same") == ("phase", "scatter", "scatter")
+    # grouped: the split per group keeps the convolutions
+    assert names((8, 16, 16, 128), (3, 3, 16, 128), 2, 1, 1, groups=8) == ("phase", "direct", "direct")
+    # bfloat16 "dot" (vae2d_bf16): forward and input gradient as tap loops, the kernel
+    # gradient's products in phase form; an explicit "dot" keeps its per-class products
+    bf16 = lambda *a, **kw: names(*a, **kw, dtype=jnp.bfloat16)
+    assert bf16((1, 128, 128, 512), (3, 3, 256, 512), 2, 1, 1) == ("scatter", "scatter", "phase")
+    assert bf16((1, 128, 128, 512), (3, 3, 256, 512), 2, 1, 1, algorithm="dot") == ("dot", "dot", "phase")
+    assert bf16((1, 128, 128, 512), (2, 2, 256, 512), 2) == ("dot", "dot", "phase")  # no overlap
     # extreme, 32x32 kernel: few positions, many phase channels; the huge kernel's input gradient
     assert names((1, 8, 8, 128), (32, 32, 32, 128), 16)[:2] == ("gemm", "gemm")
     # 3-D and narrow channels keep the convolutions
@@ -599,3 +608,42 @@ def test_phase_slab_is_a_block_of_space_to_depth():
         want = whole[(slice(None),) * (spec.ndim + 2) + tuple(slice(r0, r1) for r0, r1 in runs)]
         np.testing.assert_array_equal(np.asarray(phase.phase_slab(y, plan, v, runs)), np.asarray(want))
         checked += 1
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, padding, output_padding, dtype, names",
+    [
+        # float32 dcgan2d-like k4 s2: both gradients as tap loops
+        ((2, 5, 6, 64), (4, 4, 16, 64), 1, None, np.float64, ("phase", "scatter", "scatter")),
+        # bfloat16 vae2d-like k3 s2 ("dot"): forward and input gradient as tap loops
+        ((2, 16, 16, 64), (3, 3, 16, 64), 1, 1, jnp.bfloat16, ("scatter", "scatter", "phase")),
+    ],
+)
+def test_tap_loops_chosen_on_cpu_match_reference(x_shape, k_shape, padding, output_padding, dtype, names):
+    """Where "auto" picks the tap loops on CPU (``rules.*_tap_loop``), the op and both
+    gradients against the numpy reference: the values, and the gradients through
+    ``dx[e] = <ct, f(e, K)>`` and ``dK[e] = <ct, f(x, e)>`` on basis directions."""
+    spec, out = make_spec(x_shape, k_shape, 2, padding, output_padding)
+    x_in = (out[0], *spec.input_spatial(out[1:-1]), k_shape[-1])
+    got = tuple(
+        _lowering.choose(slot, a, b, dtype, spec, "cpu").name
+        for slot, a, b in (("y", x_shape, k_shape), ("x", out, k_shape), ("k", x_in, out))
+    )
+    assert got == names
+    rng = np.random.default_rng(11)
+    x, k, ct = rng.standard_normal(x_shape), rng.standard_normal(k_shape) / 8, rng.standard_normal(out)
+    if dtype == jnp.bfloat16:  # the reference sees the rounded operands
+        x, k, ct = (np.asarray(jnp.asarray(a, dtype), np.float64) for a in (x, k, ct))
+    crops = tuple(spec.crops)
+    f = lambda x, k: scatter_conv_transpose(x, k, spec.strides, spec.dilation, crops)
+    op = lambda x, k: jaxconvt.conv_transpose(x, k, 2, padding, output_padding)
+    with jax.enable_x64(dtype == np.float64):
+        y, vjp = jax.vjp(op, *(jnp.asarray(a, dtype) for a in (x, k)))
+        dx, dk = vjp(jnp.asarray(ct, dtype))
+    tol = dict(rtol=2e-2, atol=5e-2) if dtype == jnp.bfloat16 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(np.asarray(y, np.float64), f(x, k), **tol)
+    for grad, wrt, direction in ((dx, x, lambda e: f(e, k)), (dk, k, lambda e: f(x, e))):
+        picks = rng.choice(wrt.size, size=4, replace=False)
+        want = [np.sum(ct * direction(_basis(wrt.shape, i))) for i in picks]
+        scale = tol["atol"] * 20 if dtype == jnp.bfloat16 else tol["atol"]
+        np.testing.assert_allclose(np.asarray(grad, np.float64).reshape(-1)[picks], want, rtol=tol["rtol"], atol=scale)

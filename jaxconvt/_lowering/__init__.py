@@ -11,7 +11,8 @@ one of ``x`` (input), ``K`` (kernel), ``y`` (output) from the other two:
 ``lower`` is the one entry point: it picks a form per slot from static facts (``rules.py``),
 splits groups on CPU, and guards the form against non-finite values (below). ``phase.py``
 holds the sub-pixel geometry the forms share, ``scatter.py`` the forms computed straight
-from the definition, ``_ops.py`` the common ``lax`` calls. All arrays are channels-last:
+from the definition (the exact fallbacks, and on CPU the tap loops some slots run as their
+fast form), ``_ops.py`` the common ``lax`` calls. All arrays are channels-last:
 data ``(N, *spatial, C)``, kernel ``(*k, C_out // G, C_in)``.
 
 Non-finite values. The fast forms multiply zeros that are no term of the definition:
@@ -99,8 +100,10 @@ def _choose_y(x_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
         return Choice("gemm", gemm.y_col2im, (False, False))  # every product is a term of the definition
     plan = phase_plan(spec, tuple(x_shape[1 : n + 1]))
     borders = _positive(plan.inner.crops)
-    if algorithm == "dot":
-        return Choice("dot", forward.y_dot, (structural_zeros(plan, True), borders))
+    if algorithm == "dot":  # products over the real rows only: the borders are no hazard
+        if spec.algorithm == "auto" and rules.forward_tap_loop(spec, x_shape, k_shape):
+            return Choice("scatter", scatter.y_scatter, (False, False))
+        return Choice("dot", forward.y_dot, (structural_zeros(plan, True), False))
     exact = use_exact(plan, x_shape[-1] // spec.groups, k_shape[n], None, "y")
     return Choice("phase", forward.y_phase, (structural_zeros(plan, exact), borders))
 
@@ -109,8 +112,15 @@ def _choose_x(y_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
     x_shape = (y_shape[0], *spec.input_spatial(y_shape[1 : spec.ndim + 1]), k_shape[-1])
     hazards = (False, _positive(spec.crops))  # the cotangent's padding (positive crops) meets the kernel
     algorithm = choose_algorithm(spec, dtype, platform, x_shape)
-    if algorithm == "dot":
-        return Choice("dot", input_grad.x_dot, hazards)
+    if (
+        spec.algorithm == "auto"
+        and platform == "cpu"
+        and algorithm in ("dot", "phase", "pad")
+        and rules.input_grad_tap_loop(spec, x_shape, k_shape, dtype)
+    ):
+        return Choice("scatter", scatter.x_scatter, (False, False))  # every product is a term of the definition
+    if algorithm == "dot":  # products over the real cotangent only: exact as it is
+        return Choice("dot", input_grad.x_dot, (False, False))
     if algorithm == "gemm" or (
         spec.algorithm == "auto" and platform == "cpu" and rules.input_grad_im2col(spec, x_shape, k_shape)
     ):
@@ -128,6 +138,13 @@ def _choose_k(x_shape, y_shape, dtype, spec: ConvSpec, platform) -> Choice:
         and rules.kernel_grad_im2col(spec, x_shape, y_shape)
     ):
         return Choice("gemm", gemm.k_im2col, (_positive(spec.crops), False))  # the cotangent's padding meets the input
+    if (
+        spec.algorithm == "auto"
+        and algorithm in ("phase", "pad")
+        and platform == "cpu"
+        and rules.kernel_grad_tap_loop(spec, x_shape, y_shape, dtype)
+    ):
+        return Choice("scatter", scatter.k_scatter, (False, False))
     if algorithm in ("dot", "phase") and rules.kernel_gradient_in_phase_form(spec, x_shape, y_shape, algorithm):
         plan = phase_plan(spec, tuple(x_shape[1 : n + 1]))
         v = phase_rows(plan)

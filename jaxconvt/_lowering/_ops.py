@@ -140,6 +140,21 @@ def pad_spatial(a, pads):
     return lax.pad(a, jnp.zeros((), a.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)])
 
 
+def keep_rows(part, ranges):
+    """``part`` ``(B, *spatial, C)`` with zeros outside the spatial ``ranges`` (``(lo, hi)``
+    per axis), as a select: the rows outside may hold ``0 * inf = nan`` from a padding zero,
+    and selecting them away (not multiplying them) keeps the real rows exact."""
+    spatial = part.shape[1:-1]
+    if all(lo <= 0 and hi >= size for (lo, hi), size in zip(ranges, spatial)):
+        return part
+    mask = None
+    for a, (lo, hi) in enumerate(ranges):
+        index = lax.broadcasted_iota(jnp.int32, spatial, a)
+        inside = (index >= lo) & (index < hi)
+        mask = inside if mask is None else mask & inside
+    return jnp.where(mask[None, ..., None], part, jnp.zeros((), part.dtype))
+
+
 def grouped_io_kernel(kernel, groups: int):
     """Keras kernel ``(*k, Og, G*Cg)`` -> HWIO kernel ``(*k, Cg, G*Og)`` for a grouped conv."""
     *k, og, c_in = kernel.shape

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconvt import _padding
-from jaxconvt._lowering._ops import conv, dot, finish, grouped_io_kernel, pad_spatial
-from jaxconvt._lowering.input_grad import x_direct
+from jaxconvt._lowering._ops import conv, dot, finish, grouped_io_kernel, keep_rows, pad_spatial
+from jaxconvt._lowering.input_grad import tap_range, x_direct
 from jaxconvt._lowering.phase import (
     class_shape,
     combined_kernel,
@@ -116,17 +116,20 @@ def y_dot(x, kernel, spec: ConvSpec, out_dtype):
     same exact arithmetic as ``y_phase`` with every class (no structural zeros), written as
     plain (grouped: batched) matrix products summed in the accumulation dtype. XLA:CPU runs
     bfloat16 matrix products with float32 accumulation up to twice as fast as its bfloat16
-    convolutions, see ``choose_algorithm``.
+    convolutions, see ``choose_algorithm``. The rows of a tap's product whose window
+    position lies in the padding are selected away (``keep_rows``) before the sum, so a
+    border zero times a non-finite kernel tap never reaches the result: exact, no guard.
     """
     n = spec.ndim
     plan = phase_plan(spec, x.shape[1 : n + 1])
     v = phase_rows(plan)
     g = spec.groups
     blocks = kernel_blocks(kernel, plan)  # (*w, Cg, G, *s, Og)
-    batch, c_in, og = x.shape[0], x.shape[-1], kernel.shape[n]
+    batch, spatial, c_in, og = x.shape[0], x.shape[1 : n + 1], x.shape[-1], kernel.shape[n]
     cg = c_in // g
     rows = batch * math.prod(v)
     xpad = pad_spatial(x, plan.inner.crops)  # (N, *(V + w - 1), C_in)
+    pads = [lo for lo, _ in plan.inner.crops]
 
     def block(combo):
         phases, widths = class_shape(combo)
@@ -140,6 +143,9 @@ def y_dot(x, kernel, spec: ConvSpec, out_dtype):
             part = dot(
                 window.reshape(rows, g, cg), taps.reshape(cg, g, -1), (((2,), (0,)), ((1,), (1,))), spec, out_dtype
             )
+            # rows v whose input position v + t - pad is real
+            ranges = [tap_range(v[a], spatial[a], t[a] - pads[a], 1) for a in range(n)]
+            part = keep_rows(part.reshape(g * batch, *v, -1), ranges).reshape(part.shape)
             total = part if total is None else total + part
         return finish(jnp.moveaxis(total, 0, 1), out_dtype).reshape(batch, *v, g, *phases, og)
 

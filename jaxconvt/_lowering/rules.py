@@ -48,7 +48,10 @@ def choose_algorithm(spec: ConvSpec, dtype=None, platform: str | None = None, in
       264 vs 140 GF/s with and without float32 accumulation). Measured on the 2-core CPU (ms,
       convolution vs products): a 128x128x512 -> 256 k3 s2 layer (vae2d_bf16) forward 274
       vs 208 and input gradient 505 vs 239, HiFi-GAN's k16 s8 forward 31 vs 17, unet2d 4.6
-      vs 2.3. Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
+      vs 2.3. Within ``"dot"``, 2-D kernels that overlap the stride run the forward and the
+      input gradient as tap loops instead (``forward_tap_loop``, ``input_grad_tap_loop``).
+      Every ``"dot"`` forward and input gradient is exact for non-finite values by itself
+      (no guard). Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
       fast or faster there (dcgan2d forward 29 vs 57), and for 3-D the products win each
       stage alone (vae3d_k3 input gradient 8.8 vs 6.8) but not a whole training step (23
       vs 26 ms), at 4x the compile time.
@@ -181,3 +184,66 @@ def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
     columns = math.prod(x_shape[1:-1]) * math.prod(spec.kernel_size) * y_shape[-1]
     operands = math.prod(x_shape[1:]) + math.prod(y_shape[1:])
     return columns <= IM2COL_MAX_GROWTH * operands
+
+
+# ----------------------------------------------------------------------------------------
+# The tap loops on CPU (scatter.py): one product per kernel tap, accumulated in place.
+# ----------------------------------------------------------------------------------------
+
+
+def _low_precision(dtype) -> bool:
+    return dtype is not None and np.dtype(dtype) in (np.dtype(jnp.bfloat16), np.dtype(jnp.float16))
+
+
+def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
+    """Whether ``"dot"``'s forward is the tap loop (``scatter.y_scatter``: one product per
+    kernel tap added into its phase of the output in place) rather than one product per
+    window tap of each phase class (``forward.y_dot``). For 2-D kernels that overlap the
+    stride, with at least 64 input and 16 output channels per group, where the phase form
+    sums ``prod(w)`` products that XLA keeps alive together.
+    Measured in bfloat16 on the 2-core CPU (ms, loop vs products; temporaries): vae2d_bf16
+    163 vs 191 (73 vs 169 MB), dcgan2d 14.8 vs 28.9 (12 vs 41 MB). But 1-D and 3-D kernels
+    and kernels without overlap (one window tap, one product) keep the products: hifigan1d
+    14.8 vs 13.4, bigvgan 1.31 vs 1.21, vae3d_k3 5.5 vs 4.7, unet2d 3.2 vs 1.7.
+    """
+    wide = x_shape[-1] // spec.groups >= GEMM_MIN_CHANNELS and k_shape[spec.ndim] >= 16
+    return spec.ndim == 2 and not _no_overlap(spec) and wide
+
+
+def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
+    """Whether the input gradient on CPU is the tap loop (``scatter.x_scatter``: one product
+    per kernel tap of a strided slice of the cotangent) rather than the strided convolution
+    or, for ``"dot"``, one product per tap summed at the end. For ungrouped 2-D kernels that
+    overlap the stride, with at least 64 input and 16 output channels, when the im2col form
+    is not chosen. Measured on the 2-core CPU (ms,
+    loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4; bfloat16
+    vae2d_bf16 176 vs 222, dcgan2d 14.9 vs 34.5. But 1-D kernels (float32, direct:
+    hifigan1d 23.9 vs 22.5, bigvgan 2.7 vs 1.9, istft 9.1 vs 2.4, audio_vae 126 vs 67),
+    groups (grouped2d 3.6 vs 2.2, split), the im2col cases (extreme 13.5 vs 5.5, unet2d 5.3
+    vs 4.7) and 3-D keep theirs. In 3-D the loop is faster alone (float32 vae3d_k3 3.1 vs
+    6.7) but its padded copy of the cotangent stays alive across the kernel gradient: the
+    training step's peak went from 16.3 to 21.1 MB (lax: 14.5).
+    """
+    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec):
+        return False
+    if x_shape[-1] < GEMM_MIN_CHANNELS or k_shape[spec.ndim] < 16:  # narrow products: memory-bound
+        return False
+    return not input_grad_im2col(spec, x_shape, k_shape)
+
+
+def kernel_grad_tap_loop(spec: ConvSpec, x_shape, y_shape, dtype) -> bool:
+    """Whether the kernel gradient on CPU is the tap loop (``scatter.k_scatter``: one product
+    per kernel tap, contracting the rows) rather than the phase form or one direct
+    convolution. For ungrouped float32 2-D kernels that overlap the stride, of at most
+    ``DOT_MAX_TAPS`` taps and at least 64 input channels, when the im2col form is not
+    chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in turns):
+    dcgan2d 32.6 vs 40.2 (phase form; temporaries 35 vs 48 MB). But the 1024 taps of
+    extreme (12.0 vs 11.1, direct), 3-D (vae3d_k3 8.3 vs 5.2), 1-D (hifigan1d 31 vs 25,
+    bigvgan 2.6 vs 1.7, istft 12 vs 3.4), groups (grouped2d 6.7 vs 3.7) and bfloat16
+    (vae2d_bf16 255 vs 175) keep theirs.
+    """
+    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec) or _low_precision(dtype):
+        return False
+    if math.prod(spec.kernel_size) > DOT_MAX_TAPS or x_shape[-1] < GEMM_MIN_CHANNELS:
+        return False
+    return not kernel_grad_im2col(spec, x_shape, y_shape)
