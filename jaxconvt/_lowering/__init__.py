@@ -98,11 +98,16 @@ def _choose_y(x_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
         and rules.forward_col2im(spec, x_shape, k_shape)
     ):
         return Choice("gemm", gemm.y_col2im, (False, False))  # every product is a term of the definition
+    if (
+        spec.algorithm == "auto"
+        and platform == "cpu"
+        and algorithm in ("phase", "dot")
+        and rules.forward_tap_loop(spec, x_shape, k_shape)
+    ):
+        return Choice("scatter", scatter.y_scatter, (False, False))  # every product is a term of the definition
     plan = phase_plan(spec, tuple(x_shape[1 : n + 1]))
     borders = _positive(plan.inner.crops)
-    if algorithm == "dot":  # products over the real rows only: the borders are no hazard
-        if spec.algorithm == "auto" and rules.forward_tap_loop(spec, x_shape, k_shape):
-            return Choice("scatter", scatter.y_scatter, (False, False))
+    if algorithm == "dot":  # the rows that read padding are selected away: the borders are no hazard
         return Choice("dot", forward.y_dot, (structural_zeros(plan, True), False))
     exact = use_exact(plan, x_shape[-1] // spec.groups, k_shape[n], None, "y")
     return Choice("phase", forward.y_phase, (structural_zeros(plan, exact), borders))

@@ -48,8 +48,8 @@ def choose_algorithm(spec: ConvSpec, dtype=None, platform: str | None = None, in
       264 vs 140 GF/s with and without float32 accumulation). Measured on the 2-core CPU (ms,
       convolution vs products): a 128x128x512 -> 256 k3 s2 layer (vae2d_bf16) forward 274
       vs 208 and input gradient 505 vs 239, HiFi-GAN's k16 s8 forward 31 vs 17, unet2d 4.6
-      vs 2.3. Within ``"dot"``, 2-D kernels that overlap the stride run the forward and the
-      input gradient as tap loops instead (``forward_tap_loop``, ``input_grad_tap_loop``).
+      vs 2.3. Wide ungrouped 2-D kernels that overlap the stride run as tap loops instead
+      (``forward_tap_loop``, ``input_grad_tap_loop``, ``kernel_grad_tap_loop``).
       Every ``"dot"`` forward and input gradient is exact for non-finite values by itself
       (no guard). Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
       fast or faster there (dcgan2d forward 29 vs 57), and for 3-D the products win each
@@ -196,26 +196,30 @@ def _low_precision(dtype) -> bool:
 
 
 def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
-    """Whether ``"dot"``'s forward is the tap loop (``scatter.y_scatter``: one product per
-    kernel tap added into its phase of the output in place) rather than one product per
-    window tap of each phase class (``forward.y_dot``). For 2-D kernels that overlap the
-    stride, with at least 64 input and 16 output channels per group, where the phase form
-    sums ``prod(w)`` products that XLA keeps alive together.
-    Measured in bfloat16 on the 2-core CPU (ms, loop vs products; temporaries): vae2d_bf16
-    163 vs 191 (73 vs 169 MB), dcgan2d 14.8 vs 28.9 (12 vs 41 MB). But 1-D and 3-D kernels
-    and kernels without overlap (one window tap, one product) keep the products: hifigan1d
-    14.8 vs 13.4, bigvgan 1.31 vs 1.21, vae3d_k3 5.5 vs 4.7, unet2d 3.2 vs 1.7.
+    """Whether the forward on CPU is the tap loop (``scatter.y_scatter``: one product per
+    kernel tap added into its phase of the output in place) rather than the phase
+    convolution or, for ``"dot"``, one product per window tap of each phase class summed at
+    the end (``forward.y_dot``, whose products XLA keeps alive together). For ungrouped 2-D
+    kernels that overlap the stride, of at most ``DOT_MAX_TAPS`` taps, with at least 64
+    input and 16 output channels, when the col2im form is not chosen. Measured on the 2-core CPU (ms, loop vs the former
+    form, medians in turns): bfloat16 vae2d_bf16 160 vs 187 (temporaries 73 vs 169 MB),
+    dcgan2d 14.8 vs 28.9; float32 dcgan2d 24.6 vs 24.3 alone, but its training step (both
+    gradients tap loops too) 82.9 vs 91.6. But bfloat16 1-D and 3-D kernels and kernels
+    without overlap (one window tap, one product) keep the products: hifigan1d 14.8 vs
+    13.4, bigvgan 1.31 vs 1.21, vae3d_k3 5.5 vs 4.7, unet2d 3.2 vs 1.7; groups keep the
+    split (grouped2d 4.2 vs 2.5).
     """
-    wide = x_shape[-1] // spec.groups >= GEMM_MIN_CHANNELS and k_shape[spec.ndim] >= 16
-    return spec.ndim == 2 and not _no_overlap(spec) and wide
+    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
+        return False
+    return x_shape[-1] >= GEMM_MIN_CHANNELS and k_shape[spec.ndim] >= 16
 
 
 def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     """Whether the input gradient on CPU is the tap loop (``scatter.x_scatter``: one product
     per kernel tap of a strided slice of the cotangent) rather than the strided convolution
     or, for ``"dot"``, one product per tap summed at the end. For ungrouped 2-D kernels that
-    overlap the stride, with at least 64 input and 16 output channels, when the im2col form
-    is not chosen. Measured on the 2-core CPU (ms,
+    overlap the stride, of at most ``DOT_MAX_TAPS`` taps, with at least 64 input and 16
+    output channels, when the im2col form is not chosen. Measured on the 2-core CPU (ms,
     loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4; bfloat16
     vae2d_bf16 176 vs 222, dcgan2d 14.9 vs 34.5. But 1-D kernels (float32, direct:
     hifigan1d 23.9 vs 22.5, bigvgan 2.7 vs 1.9, istft 9.1 vs 2.4, audio_vae 126 vs 67),
@@ -224,7 +228,7 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     6.7) but its padded copy of the cotangent stays alive across the kernel gradient: the
     training step's peak went from 16.3 to 21.1 MB (lax: 14.5).
     """
-    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec):
+    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
         return False
     if x_shape[-1] < GEMM_MIN_CHANNELS or k_shape[spec.ndim] < 16:  # narrow products: memory-bound
         return False
