@@ -25,7 +25,7 @@ import pytest
 
 import jaxconvt
 from jaxconvt import _lowering, _primitive
-from jaxconvt._lowering import forward, kernel_grad, phase, rules
+from jaxconvt._lowering import forward, input_grad, kernel_grad, phase, rules, scatter
 from jaxconvt._spec import make_spec
 from tests._keras_worker import FAST_COMPILE
 from tests.reference import keras_crop, scatter_conv_transpose
@@ -216,6 +216,31 @@ def test_kernel_gradient_forms_agree(seed, x64):
         want = np.sum(y * scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"]))
         assert abs(np.sum(np.asarray(got) * k) - want) < 1e-9 * max(1.0, abs(want))
         checked += 1
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_input_gradient_tap_loop_reads_the_cotangent_in_place(seed, x64):
+    """``scatter.x_scatter(in_place=True)`` against the direct input gradient on random
+    configurations, on both of its paths: slabs shifted inside the cotangent (no padded
+    copy), and the padded cotangent with the cropped-away rows masked where it is too short
+    for that (the default path, also the exact fallback of ``test_nonfinite``)."""
+    rng = np.random.default_rng(70 + seed)
+    paths = {True: 0, False: 0}
+    while min(paths.values()) < 4 or sum(paths.values()) < 12:
+        cfg = _random_config(rng)
+        if not _valid(cfg):
+            continue
+        spec, out = _spec_of(cfg)
+        if 0 in out:
+            continue
+        _, k = _operands(rng, cfg)
+        y = rng.standard_normal(out)
+        spatial = spec.input_spatial(out[1:-1])
+        shifted = scatter._shifted_starts(spec, spatial, out[1:-1]) is not None
+        got = _fast(scatter.x_scatter, y, k, spec, np.dtype(np.float64), True)
+        want = _fast(input_grad.x_direct, y, k, spec, np.dtype(np.float64))
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-11, atol=1e-11, err_msg=str(cfg))
+        paths[shifted] += 1
 
 
 def test_kernel_gradient_selection():
@@ -494,8 +519,10 @@ def test_gemm_selection_on_cpu():
     assert bf16((1, 128, 128, 512), (2, 2, 256, 512), 2) == ("dot", "dot", "phase")  # no overlap
     # extreme, 32x32 kernel: few positions, many phase channels; the huge kernel's input gradient
     assert names((1, 8, 8, 128), (32, 32, 32, 128), 16)[:2] == ("gemm", "gemm")
-    # 3-D and narrow channels keep the convolutions
-    assert names((1, 16, 16, 16, 32), (3, 3, 3, 32, 32), 2, 1, 1)[:2] == ("phase", "direct")
+    # 3-D keeps the convolutions but for float32's input gradient (vae3d_k3), narrow ones all
+    assert names((1, 16, 16, 16, 32), (3, 3, 3, 32, 32), 2, 1, 1) == ("phase", "scatter", "phase")
+    assert bf16((1, 16, 16, 16, 32), (3, 3, 3, 32, 32), 2, 1, 1)[1] == "dot"
+    assert names((1, 16, 16, 16, 16), (3, 3, 3, 32, 16), 2, 1, 1)[1] == "direct"
     assert names((16, 400, 129), (256, 1, 129), 64)[0] == "phase"  # istft: one output channel
     # off CPU: never
     assert "gemm" not in names((2, 32, 32, 256), (2, 2, 128, 256), 2, platform=None)

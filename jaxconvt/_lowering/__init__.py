@@ -30,6 +30,7 @@ inputs pay only that.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax.numpy as jnp
@@ -123,7 +124,9 @@ def _choose_x(y_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
         and algorithm in ("dot", "phase", "pad")
         and rules.input_grad_tap_loop(spec, x_shape, k_shape, dtype)
     ):
-        return Choice("scatter", scatter.x_scatter, (False, False))  # every product is a term of the definition
+        # every product is a term of the definition; in 3-D without a padded copy of the cotangent
+        form = functools.partial(scatter.x_scatter, in_place=spec.ndim == 3)
+        return Choice("scatter", form, (False, False))
     if algorithm == "dot":  # products over the real cotangent only: exact as it is
         return Choice("dot", input_grad.x_dot, (False, False))
     if algorithm == "gemm" or (

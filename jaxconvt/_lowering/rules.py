@@ -228,9 +228,12 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     6.7) but its padded copy of the cotangent stays alive across the kernel gradient: the
     training step's peak went from 16.3 to 21.1 MB (lax: 14.5).
     """
-    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
+    n = spec.ndim
+    if spec.groups != 1 or n < 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
         return False
-    if x_shape[-1] < GEMM_MIN_CHANNELS or k_shape[spec.ndim] < 16:  # narrow products: memory-bound
+    if n == 3:  # float32 only, 32 channels and up
+        return not _low_precision(dtype) and x_shape[-1] >= 32 and not input_grad_im2col(spec, x_shape, k_shape)
+    if x_shape[-1] < GEMM_MIN_CHANNELS or k_shape[n] < 16:  # narrow products: memory-bound
         return False
     return not input_grad_im2col(spec, x_shape, k_shape)
 

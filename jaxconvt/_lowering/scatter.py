@@ -117,29 +117,100 @@ def y_scatter(x, kernel, spec: ConvSpec, out_dtype):
     return finish(pad_spatial(full, [(-lo, -hi - e) for (lo, hi), e in zip(spec.crops, ends)]), out_dtype)
 
 
-def x_scatter(y, kernel, spec: ConvSpec, out_dtype):
-    """Input gradient: ``(N, *L, G*Og), (*k, Og, C_in) -> (N, *i, C_in)``."""
+def _shifted_starts(spec: ConvSpec, spatial, length):
+    """Per kernel tap, where its strided slab of the cotangent can be read without padding.
+
+    Tap ``j`` reads positions ``a * s + o`` (``o = j * d - lo``) for ``a`` in ``[0, i)``;
+    some lie outside the cotangent. Read instead the slab that starts at ``o + sh * s`` for
+    the smallest shift ``sh`` that puts all of it inside: its row ``a'`` is the tap's row
+    ``a' + sh``, so its product lands ``sh`` rows further in the sum, and the rows pushed
+    past either end are exactly the positions outside the cotangent (no term). Returns
+    ``(starts, shifts, margin)`` as ``(T, n + 2)`` int32 tables (the slab's start, the
+    product's offset in a sum extended by ``margin`` rows at both ends), or ``None`` when
+    some dimension's cotangent is shorter than a slab plus ``s - 1``.
+    """
+    n = spec.ndim
+    room = [length[a] - (spatial[a] - 1) * spec.strides[a] for a in range(n)]  # start positions + 1
+    if any(r < spec.strides[a] for a, r in enumerate(room)):
+        return None
+    starts, shifts = [], []
+    for tap in itertools.product(*(range(k) for k in spec.kernel_size)):
+        start, shift = [0], [0]
+        for a in range(n):
+            o, st = tap[a] * spec.dilation[a] - spec.crops[a][0], spec.strides[a]
+            if o < 0:  # the first rows reach before the start: shift the slab up
+                sh = -(o // st)
+            elif o > room[a] - 1:  # the last rows reach past the end: shift it down
+                sh = -((o - room[a] + st) // st)
+            else:
+                sh = 0
+            start.append(o + sh * st)
+            shift.append(sh)
+        starts.append([*start, 0])
+        shifts.append([*shift, 0])
+    margin = [max(abs(row[1 + a]) for row in shifts) for a in range(n)]
+    offsets = [[0, *(m + row[1 + a] for a, m in enumerate(margin)), 0] for row in shifts]
+    return (
+        jnp.asarray(np.array(starts, np.int32).reshape(-1, n + 2)),
+        jnp.asarray(np.array(offsets, np.int32).reshape(-1, n + 2)),
+        margin,
+    )
+
+
+def x_scatter(y, kernel, spec: ConvSpec, out_dtype, in_place: bool = False):
+    """Input gradient: ``(N, *L, G*Og), (*k, Og, C_in) -> (N, *i, C_in)``.
+
+    Each tap reads a strided slab of the cotangent padded back to its full extent, and the
+    rows that read a cropped-away position are masked. With ``in_place`` the slabs are read
+    from the cotangent as it is, shifted inside it where a tap reaches past an end
+    (``_shifted_starts``), and each product is added into a sum with a margin: no padded
+    copy of the cotangent (which a training step may hold beside the kernel gradient), at
+    the price of an update of a window of the sum per tap instead of a plain sum (float32
+    dcgan2d 27.4 vs 25.0 ms; vae3d_k3 5.1 vs 4.5 ms, temporaries 1.4 vs 5.8 MB). A cotangent
+    too short for the shifted slabs is padded either way.
+    """
     n, g = spec.ndim, spec.groups
     batch, length = y.shape[0], y.shape[1 : n + 1]
     spatial = spec.input_spatial(length)
     og, c_in = kernel.shape[n], kernel.shape[n + 1]
     cg = c_in // g
     _, acc = accumulation_dtype(y, kernel, out_dtype)
+    taps = kernel.reshape(-1, og, g, cg)
+    shifted = _shifted_starts(spec, spatial, length) if in_place else None
+
+    def product(slab, t):
+        # (N, *i, G, Og) x (Og, G, Cg) -> (G, N, *i, Cg) -> (N, *i, G, Cg)
+        slab = slab.reshape(batch, *spatial, g, og)
+        return jnp.moveaxis(dot(slab, taps[t], (((n + 2,), (0,)), ((n + 1,), (1,))), spec, out_dtype), 0, -2)
+
+    if shifted is not None:
+        starts, offsets, margin = shifted
+        extent = tuple((i - 1) * s + 1 for i, s in zip(spatial, spec.strides))
+
+        def body(t, total):
+            slab = lax.dynamic_slice(y, tuple(starts[t]), (batch, *extent, y.shape[-1]))
+            slab = lax.slice(slab, (0,) * (n + 2), slab.shape, (1, *spec.strides, 1))
+            part = product(slab, t).reshape(batch, *spatial, c_in)
+            at = tuple(offsets[t])
+            return lax.dynamic_update_slice(total, lax.dynamic_slice(total, at, part.shape) + part, at)
+
+        shape = (batch, *(i + 2 * m for i, m in zip(spatial, margin)), c_in)
+        total = lax.fori_loop(0, starts.shape[0], body, zeros_like_varying(shape, acc, y))
+        total = lax.slice(total, (0, *margin, 0), (batch, *(m + i for m, i in zip(margin, spatial)), c_in))
+        return finish(total, out_dtype)
+
     offsets = _offsets(spec)
     y_full = pad_spatial(y, spec.crops)  # zeros where the output was cropped away
-    taps = kernel.reshape(-1, og, g, cg)
     masked = _needs_mask(spec)
 
-    def body(t, total):
+    def padded_body(t, total):
         start = tuple(offsets[t])
-        slab = _tap_slab(y_full, start, spec, spatial).reshape(batch, *spatial, g, og)
-        # (N, *i, G, Og) x (Og, G, Cg) -> (G, N, *i, Cg)
-        part = jnp.moveaxis(dot(slab, taps[t], (((n + 2,), (0,)), ((n + 1,), (1,))), spec, out_dtype), 0, -2)
+        part = product(_tap_slab(y_full, start, spec, spatial), t)
         if masked:  # a cropped-away position times a non-finite tap is no term of the definition
             part = jnp.where(_reached(start, spec, spatial, length)[None, ..., None, None], part, 0)
         return total + part
 
-    total = lax.fori_loop(0, offsets.shape[0], body, zeros_like_varying((batch, *spatial, g, cg), acc, y))
+    total = lax.fori_loop(0, offsets.shape[0], padded_body, zeros_like_varying((batch, *spatial, g, cg), acc, y))
     return finish(total.reshape(batch, *spatial, c_in), out_dtype)
 
 
