@@ -217,16 +217,16 @@ def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
 def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     """Whether the input gradient on CPU is the tap loop (``scatter.x_scatter``: one product
     per kernel tap of a strided slice of the cotangent) rather than the strided convolution
-    or, for ``"dot"``, one product per tap summed at the end. For ungrouped 2-D kernels that
-    overlap the stride, of at most ``DOT_MAX_TAPS`` taps, with at least 64 input and 16
-    output channels, when the im2col form is not chosen. Measured on the 2-core CPU (ms,
-    loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4; bfloat16
-    vae2d_bf16 176 vs 222, dcgan2d 14.9 vs 34.5. But 1-D kernels (float32, direct:
-    hifigan1d 23.9 vs 22.5, bigvgan 2.7 vs 1.9, istft 9.1 vs 2.4, audio_vae 126 vs 67),
-    groups (grouped2d 3.6 vs 2.2, split), the im2col cases (extreme 13.5 vs 5.5, unet2d 5.3
-    vs 4.7) and 3-D keep theirs. In 3-D the loop is faster alone (float32 vae3d_k3 3.1 vs
-    6.7) but its padded copy of the cotangent stays alive across the kernel gradient: the
-    training step's peak went from 16.3 to 21.1 MB (lax: 14.5).
+    or, for ``"dot"``, one product per tap summed at the end. For ungrouped kernels that
+    overlap the stride, of at most ``DOT_MAX_TAPS`` taps, when the im2col form is not chosen:
+    in 2-D with at least 64 input and 16 output channels, in 3-D for float32 with at least
+    32 input channels (its slabs read in place, see ``x_scatter``). Measured on the 2-core
+    CPU (ms, loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4,
+    vae3d_k3 4.7 vs 6.8 (training step 13.2 vs 15.0, peak 17.2 vs 16.3 MB, lax 14.5);
+    bfloat16 vae2d_bf16 176 vs 222, dcgan2d 14.9 vs 34.5. But bfloat16 3-D (vae3d_k3 6.3 vs
+    4.2), 1-D kernels (float32, direct: hifigan1d 23.9 vs 22.5, bigvgan 2.7 vs 1.9, istft 9.1
+    vs 2.4, audio_vae 126 vs 67), groups (grouped2d 3.6 vs 2.2, split) and the im2col cases
+    (extreme 13.5 vs 5.5, unet2d 5.3 vs 4.7) keep theirs.
     """
     n = spec.ndim
     if spec.groups != 1 or n < 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
