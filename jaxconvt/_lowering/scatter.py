@@ -175,22 +175,22 @@ def x_scatter(y, kernel, spec: ConvSpec, out_dtype, in_place: bool = False):
     og, c_in = kernel.shape[n], kernel.shape[n + 1]
     cg = c_in // g
     _, acc = accumulation_dtype(y, kernel, out_dtype)
-    taps = kernel.reshape(-1, og, g, cg)
     shifted = _shifted_starts(spec, spatial, length) if in_place else None
 
-    def product(slab, t):
+    def product(slab, taps, t):
         # (N, *i, G, Og) x (Og, G, Cg) -> (G, N, *i, Cg) -> (N, *i, G, Cg)
         slab = slab.reshape(batch, *spatial, g, og)
         return jnp.moveaxis(dot(slab, taps[t], (((n + 2,), (0,)), ((n + 1,), (1,))), spec, out_dtype), 0, -2)
 
     if shifted is not None:
         starts, offsets, margin = shifted
+        taps = kernel.reshape(-1, og, g, cg)
         extent = tuple((i - 1) * s + 1 for i, s in zip(spatial, spec.strides))
 
         def body(t, total):
             slab = lax.dynamic_slice(y, tuple(starts[t]), (batch, *extent, y.shape[-1]))
             slab = lax.slice(slab, (0,) * (n + 2), slab.shape, (1, *spec.strides, 1))
-            part = product(slab, t).reshape(batch, *spatial, c_in)
+            part = product(slab, taps, t).reshape(batch, *spatial, c_in)
             at = tuple(offsets[t])
             return lax.dynamic_update_slice(total, lax.dynamic_slice(total, at, part.shape) + part, at)
 
@@ -201,11 +201,12 @@ def x_scatter(y, kernel, spec: ConvSpec, out_dtype, in_place: bool = False):
 
     offsets = _offsets(spec)
     y_full = pad_spatial(y, spec.crops)  # zeros where the output was cropped away
+    taps = kernel.reshape(-1, og, g, cg)
     masked = _needs_mask(spec)
 
     def padded_body(t, total):
         start = tuple(offsets[t])
-        part = product(_tap_slab(y_full, start, spec, spatial), t)
+        part = product(_tap_slab(y_full, start, spec, spatial), taps, t)
         if masked:  # a cropped-away position times a non-finite tap is no term of the definition
             part = jnp.where(_reached(start, spec, spatial, length)[None, ..., None, None], part, 0)
         return total + part
