@@ -174,8 +174,8 @@ def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
     15, audio_vae (128 rows, the product in the kernel's layout) 100 vs 157 direct; but
     narrow channels (vae3d_k3's 32: 17 vs 10.5 in phase form; grouped2d, istft: direct) and
     tiny inputs (one 8x8 image, 64 rows: 0.21 vs 0.11 direct). Only while the column matrix
-    stays within ``IM2COL_MAX_GROWTH`` times the operands (memory; dcgan2d, extreme and
-    per-example kernels keep their former forms).
+    stays within ``IM2COL_MAX_GROWTH`` times the operands (memory; dcgan2d takes the tap loop,
+    extreme and per-example kernels the direct convolution).
     """
     cg, og = x_shape[-1] // spec.groups, y_shape[-1] // spec.groups
     if cg < GEMM_MIN_CHANNELS or og < 16 or product_rows(x_shape) < 128:
