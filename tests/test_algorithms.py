@@ -509,6 +509,7 @@ def test_gemm_selection_on_cpu():
     # (2-D, overlapping, ungrouped, wide)
     assert names((16, 16, 16, 256), (4, 4, 128, 256), 2, "same") == ("scatter", "scatter", "scatter")
     assert names((16, 16, 16, 32), (4, 4, 128, 32), 2, "same") == ("phase", "direct", "phase")  # 32 channels
+    assert names((16, 16, 16, 256), (3, 3, 128, 256), 1, "same") == ("pad", "direct", "direct")  # stride 1
     # grouped: the split per group keeps the convolutions
     assert names((8, 16, 16, 128), (3, 3, 16, 128), 2, 1, 1, groups=8) == ("phase", "direct", "direct")
     # bfloat16 "dot" (vae2d_bf16): forward and input gradient as tap loops, the kernel

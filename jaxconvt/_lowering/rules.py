@@ -191,6 +191,18 @@ def kernel_grad_im2col(spec: ConvSpec, x_shape, y_shape) -> bool:
 # ----------------------------------------------------------------------------------------
 
 
+def _loop_shape(spec: ConvSpec) -> bool:
+    """Ungrouped, strided, overlapping and at most ``DOT_MAX_TAPS`` taps: the shapes the tap
+    loops were measured on (a stride-1 layer is a plain convolution, which they were not
+    measured against)."""
+    return (
+        spec.groups == 1
+        and any(s > 1 for s in spec.strides)
+        and not _no_overlap(spec)
+        and math.prod(spec.kernel_size) <= DOT_MAX_TAPS
+    )
+
+
 def _low_precision(dtype) -> bool:
     return dtype is not None and np.dtype(dtype) in (np.dtype(jnp.bfloat16), np.dtype(jnp.float16))
 
@@ -199,9 +211,9 @@ def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
     """Whether the forward on CPU is the tap loop (``scatter.y_scatter``: one product per
     kernel tap added into its phase of the output in place) rather than the phase
     convolution or, for ``"dot"``, one product per window tap of each phase class summed at
-    the end (``forward.y_dot``, whose products XLA keeps alive together). For ungrouped 2-D
-    kernels that overlap the stride, of at most ``DOT_MAX_TAPS`` taps, with at least 64
-    input and 16 output channels, when the col2im form is not chosen. Measured on the 2-core CPU (ms, loop vs the former
+    the end (``forward.y_dot``, whose products XLA keeps alive together). For 2-D kernels of
+    ``_loop_shape`` with at least 64 input and 16 output channels, when the col2im form is
+    not chosen. Measured on the 2-core CPU (ms, loop vs the former
     form, medians in turns): bfloat16 vae2d_bf16 160 vs 187 (temporaries 73 vs 169 MB),
     dcgan2d 14.8 vs 28.9; float32 dcgan2d 24.6 vs 24.3 alone, but its training step (both
     gradients tap loops too) 82.9 vs 91.6. But bfloat16 1-D and 3-D kernels and kernels
@@ -209,7 +221,7 @@ def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
     13.4, bigvgan 1.31 vs 1.21, vae3d_k3 5.5 vs 4.7, unet2d 3.2 vs 1.7; groups keep the
     split (grouped2d 4.2 vs 2.5).
     """
-    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
+    if spec.ndim != 2 or not _loop_shape(spec):
         return False
     return x_shape[-1] >= GEMM_MIN_CHANNELS and k_shape[spec.ndim] >= 16
 
@@ -217,8 +229,8 @@ def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
 def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     """Whether the input gradient on CPU is the tap loop (``scatter.x_scatter``: one product
     per kernel tap of a strided slice of the cotangent) rather than the strided convolution
-    or, for ``"dot"``, one product per tap summed at the end. For ungrouped kernels that
-    overlap the stride, of at most ``DOT_MAX_TAPS`` taps, when the im2col form is not chosen:
+    or, for ``"dot"``, one product per tap summed at the end. For kernels of ``_loop_shape``
+    (ungrouped, strided, overlapping, few taps) when the im2col form is not chosen:
     in 2-D with at least 64 input and 16 output channels, in 3-D for float32 with at least
     32 input channels (its slabs read in place, see ``x_scatter``). Measured on the 2-core
     CPU (ms, loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4,
@@ -229,7 +241,7 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     (extreme 13.5 vs 5.5, unet2d 5.3 vs 4.7) keep theirs.
     """
     n = spec.ndim
-    if spec.groups != 1 or n < 2 or _no_overlap(spec) or math.prod(spec.kernel_size) > DOT_MAX_TAPS:
+    if n < 2 or not _loop_shape(spec):
         return False
     if n == 3:  # float32 only, 32 channels and up
         return not _low_precision(dtype) and x_shape[-1] >= 32 and not input_grad_im2col(spec, x_shape, k_shape)
@@ -241,16 +253,14 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
 def kernel_grad_tap_loop(spec: ConvSpec, x_shape, y_shape, dtype) -> bool:
     """Whether the kernel gradient on CPU is the tap loop (``scatter.k_scatter``: one product
     per kernel tap, contracting the rows) rather than the phase form or one direct
-    convolution. For ungrouped float32 2-D kernels that overlap the stride, of at most
-    ``DOT_MAX_TAPS`` taps and at least 64 input channels, when the im2col form is not
+    convolution. For float32 2-D kernels of ``_loop_shape`` (ungrouped, strided,
+    overlapping, few taps) with at least 64 input channels, when the im2col form is not
     chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in turns):
     dcgan2d 32.6 vs 40.2 (phase form; temporaries 35 vs 48 MB). But the 1024 taps of
     extreme (12.0 vs 11.1, direct), 3-D (vae3d_k3 8.3 vs 5.2), 1-D (hifigan1d 31 vs 25,
     bigvgan 2.6 vs 1.7, istft 12 vs 3.4), groups (grouped2d 6.7 vs 3.7) and bfloat16
     (vae2d_bf16 255 vs 175) keep theirs.
     """
-    if spec.groups != 1 or spec.ndim != 2 or _no_overlap(spec) or _low_precision(dtype):
-        return False
-    if math.prod(spec.kernel_size) > DOT_MAX_TAPS or x_shape[-1] < GEMM_MIN_CHANNELS:
+    if spec.ndim != 2 or not _loop_shape(spec) or _low_precision(dtype) or x_shape[-1] < GEMM_MIN_CHANNELS:
         return False
     return not kernel_grad_im2col(spec, x_shape, y_shape)
