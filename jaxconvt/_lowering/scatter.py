@@ -9,8 +9,8 @@ zeros they start with (forward) or are masked out with a select (gradients).
 These forms are the exact fallback of the fast ones (see ``lower`` in ``__init__``), the
 forward for kernels whose phase form would waste too much (``rules.SCATTER_MIN_WASTE``),
 and on CPU the fast form itself where one product per tap accumulated in place beats the
-convolution or the per-tap products summed at the end (``rules.*_tap_loop``: 2-D kernels
-that overlap the stride); they need no guard. The
+convolution or the per-tap products summed at the end (``rules.*_tap_loop``: wide, strided,
+overlapping kernels, most of them 2-D); they need no guard. The
 taps run in a ``lax.fori_loop`` / ``lax.scan``, so tracing and compiling cost the same for
 any kernel size; each tap is one matrix product (batched over groups) plus an update of a
 strided slab of the output (forward) or a strided read of the cotangent (gradients).
