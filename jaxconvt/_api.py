@@ -162,10 +162,11 @@ def conv_transpose(
         in every derivative too; what "auto" picks on CPU for bfloat16), ``"gemm"`` (every
         slot as ONE matrix product over all kernel taps: the forward with an overlap-add,
         the gradients with an im2col of the cotangent; "auto" picks it per slot on CPU
-        where it measured faster; and for wide strided 2-D kernels that overlap the stride,
-        "auto" on CPU runs slots as a loop of one product per kernel tap accumulated in
-        place), ``"pad"`` (explicit zero insertion) or ``"dilate"``
-        (XLA's ``lhs_dilation``). All give the same values up to rounding. Non-finite
+        where it measured faster), ``"pad"`` (explicit zero insertion) or ``"dilate"``
+        (XLA's ``lhs_dilation``). On CPU, "auto" also runs some slots of strided kernels
+        that overlap the stride (2-D, and the 3-D input gradient, with enough channels) as
+        a loop of one matrix product per kernel tap. All give the same values up to
+        rounding. Non-finite
         values (``inf``, ``nan``) reach exactly the outputs the definition sends them to with
         every algorithm but ``"pad"`` and ``"dilate"``, which multiply the zeros they insert.
 

@@ -127,7 +127,7 @@ def _choose_x(y_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
         # every product is a term of the definition; in 3-D without a padded copy of the cotangent
         form = functools.partial(scatter.x_scatter, in_place=spec.ndim == 3)
         return Choice("scatter", form, (False, False))
-    if algorithm == "dot":  # products over the real cotangent only: exact as it is
+    if algorithm == "dot":  # the rows that read cropped-away positions are selected away: no hazard
         return Choice("dot", input_grad.x_dot, (False, False))
     if algorithm == "gemm" or (
         spec.algorithm == "auto" and platform == "cpu" and rules.input_grad_im2col(spec, x_shape, k_shape)

@@ -118,7 +118,9 @@ def y_dot(x, kernel, spec: ConvSpec, out_dtype):
     bfloat16 matrix products with float32 accumulation up to twice as fast as its bfloat16
     convolutions, see ``choose_algorithm``. The rows of a tap's product whose window
     position lies in the padding are selected away (``keep_rows``) before the sum, so a
-    border zero times a non-finite kernel tap never reaches the result: exact, no guard.
+    border zero times a non-finite kernel tap never reaches the result: no guard, unless the
+    phase classes have holes (structural zeros, from a dilation sharing a factor with the
+    stride: an explicit ``"dot"`` only).
     """
     n = spec.ndim
     plan = phase_plan(spec, x.shape[1 : n + 1])

@@ -37,10 +37,9 @@ def tap_range(i: int, length: int, offset: int, s: int) -> tuple[int, int]:
 def x_dot(y, kernel, spec: ConvSpec, out_dtype):
     """Input gradient as matrix products, one per kernel tap ``j``:
     ``dx[n, a] = sum over j of y_full[n, a * s + j * d] @ K[j]`` (strided slices of the
-    cotangent padded back to the full extent; no wasted work, see ``y_dot``). The rows of a
-    tap's product that read a cropped-away position are selected away (``keep_rows``)
-    before the sum, so no padding zero times a non-finite kernel tap reaches the result:
-    exact, no guard."""
+    cotangent padded back to the full extent). The rows of a tap's product that read a
+    cropped-away position are selected away (``keep_rows``) before the sum, so no padding
+    zero times a non-finite kernel tap reaches the result: exact, no guard."""
     n = spec.ndim
     g = spec.groups
     batch, length, c_out = y.shape[0], y.shape[1 : n + 1], y.shape[-1]

@@ -48,10 +48,11 @@ def choose_algorithm(spec: ConvSpec, dtype=None, platform: str | None = None, in
       264 vs 140 GF/s with and without float32 accumulation). Measured on the 2-core CPU (ms,
       convolution vs products): a 128x128x512 -> 256 k3 s2 layer (vae2d_bf16) forward 274
       vs 208 and input gradient 505 vs 239, HiFi-GAN's k16 s8 forward 31 vs 17, unet2d 4.6
-      vs 2.3. Wide ungrouped 2-D kernels that overlap the stride run as tap loops instead
-      (``forward_tap_loop``, ``input_grad_tap_loop``, ``kernel_grad_tap_loop``).
-      Every ``"dot"`` forward and input gradient is exact for non-finite values by itself
-      (no guard). Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
+      vs 2.3. Within ``"dot"``, the forward and input gradient of strided 2-D kernels that
+      overlap the stride, with enough channels, run as tap loops instead
+      (``forward_tap_loop``, ``input_grad_tap_loop``); the other ``"dot"`` forwards and input
+      gradients select away the rows that read padding, so only a forward whose phase
+      classes have holes keeps a guard. Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
       fast or faster there (dcgan2d forward 29 vs 57), and for 3-D the products win each
       stage alone (vae3d_k3 input gradient 8.8 vs 6.8) but not a whole training step (23
       vs 26 ms), at 4x the compile time.
@@ -230,9 +231,9 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     """Whether the input gradient on CPU is the tap loop (``scatter.x_scatter``: one product
     per kernel tap of a strided slice of the cotangent) rather than the strided convolution
     or, for ``"dot"``, one product per tap summed at the end. For kernels of ``_loop_shape``
-    (ungrouped, strided, overlapping, few taps) when the im2col form is not chosen:
-    in 2-D with at least 64 input and 16 output channels, in 3-D for float32 with at least
-    32 input channels (its slabs read in place, see ``x_scatter``). Measured on the 2-core
+    (ungrouped, strided, overlapping, few taps, so never the im2col cases): in 2-D with at
+    least 64 input and 16 output channels, in 3-D with at least 32 input channels and not
+    for bfloat16 or float16 (its slabs read in place, see ``x_scatter``). Measured on the 2-core
     CPU (ms, loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4,
     vae3d_k3 4.7 vs 6.8 (training step 13.2 vs 15.0, peak 17.2 vs 16.3 MB, lax 14.5);
     bfloat16 vae2d_bf16 176 vs 222, dcgan2d 14.9 vs 34.5. But bfloat16 3-D (vae3d_k3 6.3 vs
@@ -243,19 +244,17 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     n = spec.ndim
     if n < 2 or not _loop_shape(spec):
         return False
-    if n == 3:  # float32 only, 32 channels and up
-        return not _low_precision(dtype) and x_shape[-1] >= 32 and not input_grad_im2col(spec, x_shape, k_shape)
-    if x_shape[-1] < GEMM_MIN_CHANNELS or k_shape[n] < 16:  # narrow products: memory-bound
-        return False
-    return not input_grad_im2col(spec, x_shape, k_shape)
+    if n == 3:  # not in low precision, 32 channels and up
+        return not _low_precision(dtype) and x_shape[-1] >= 32
+    return x_shape[-1] >= GEMM_MIN_CHANNELS and k_shape[n] >= 16  # narrower products: memory-bound
 
 
 def kernel_grad_tap_loop(spec: ConvSpec, x_shape, y_shape, dtype) -> bool:
     """Whether the kernel gradient on CPU is the tap loop (``scatter.k_scatter``: one product
     per kernel tap, contracting the rows) rather than the phase form or one direct
-    convolution. For float32 2-D kernels of ``_loop_shape`` (ungrouped, strided,
-    overlapping, few taps) with at least 64 input channels, when the im2col form is not
-    chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in turns):
+    convolution. For 2-D kernels of ``_loop_shape`` (ungrouped, strided, overlapping, few
+    taps) with at least 64 input channels, not in bfloat16 or float16, when the im2col form
+    is not chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in turns):
     dcgan2d 32.6 vs 40.2 (phase form; temporaries 35 vs 48 MB). But the 1024 taps of
     extreme (12.0 vs 11.1, direct), 3-D (vae3d_k3 8.3 vs 5.2), 1-D (hifigan1d 31 vs 25,
     bigvgan 2.6 vs 1.7, istft 12 vs 3.4), groups (grouped2d 6.7 vs 3.7) and bfloat16

@@ -4,7 +4,8 @@
 then the crop. Every product here is a real term of the definition: no padding zero and no
 structural zero of a phase kernel is ever multiplied, so non-finite values (``inf``, ``nan``)
 reach exactly the outputs the definition sends them to. Positions a tap does not reach keep the
-zeros they start with (forward) or are masked out with a select (gradients).
+zeros they start with (forward), are masked out with a select (gradients), or in the input
+gradient's in-place path are never read (``_shifted_starts``).
 
 These forms are the exact fallback of the fast ones (see ``lower`` in ``__init__``), the
 forward for kernels whose phase form would waste too much (``rules.SCATTER_MIN_WASTE``),
@@ -122,12 +123,14 @@ def _shifted_starts(spec: ConvSpec, spatial, length):
 
     Tap ``j`` reads positions ``a * s + o`` (``o = j * d - lo``) for ``a`` in ``[0, i)``;
     some lie outside the cotangent. Read instead the slab that starts at ``o + sh * s`` for
-    the smallest shift ``sh`` that puts all of it inside: its row ``a'`` is the tap's row
-    ``a' + sh``, so its product lands ``sh`` rows further in the sum, and the rows pushed
-    past either end are exactly the positions outside the cotangent (no term). Returns
-    ``(starts, shifts, margin)`` as ``(T, n + 2)`` int32 tables (the slab's start, the
-    product's offset in a sum extended by ``margin`` rows at both ends), or ``None`` when
-    some dimension's cotangent is shorter than a slab plus ``s - 1``.
+    the shift ``sh`` of least magnitude that puts all of it inside: its row ``a'`` is the
+    tap's row ``a' + sh``, so its product lands ``sh`` rows further in the sum. Its rows
+    that land in the margin belong to input positions outside ``[0, i)`` and are dropped;
+    the tap's rows whose positions lie outside the cotangent are the ones the slab never
+    covers, and get nothing (no term). Returns ``(starts, offsets, margin)``: two
+    ``(T, n + 2)`` int32 tables (the slab's start; the product's offset ``margin + sh`` in a
+    sum extended by ``margin`` rows at both ends) and the margin per dimension, or ``None``
+    when some dimension's cotangent is shorter than a slab plus ``s - 1``.
     """
     n = spec.ndim
     room = [length[a] - (spatial[a] - 1) * spec.strides[a] for a in range(n)]  # start positions + 1
@@ -165,9 +168,10 @@ def x_scatter(y, kernel, spec: ConvSpec, out_dtype, in_place: bool = False):
     from the cotangent as it is, shifted inside it where a tap reaches past an end
     (``_shifted_starts``), and each product is added into a sum with a margin: no padded
     copy of the cotangent (which a training step may hold beside the kernel gradient), at
-    the price of an update of a window of the sum per tap instead of a plain sum (float32
-    dcgan2d 27.4 vs 25.0 ms; vae3d_k3 5.1 vs 4.5 ms, temporaries 1.4 vs 5.8 MB). A cotangent
-    too short for the shifted slabs is padded either way.
+    the price of an update of a window of the sum per tap instead of a plain sum: in place
+    vs padded, float32 dcgan2d 27.4 vs 25.0 ms; vae3d_k3 5.1 vs 4.5 ms with temporaries of
+    1.4 vs 5.8 MB (chosen in 3-D for the memory). A cotangent too short for the shifted
+    slabs (e.g. k3 s2 with padding 1 and no output padding) is padded either way.
     """
     n, g = spec.ndim, spec.groups
     batch, length = y.shape[0], y.shape[1 : n + 1]
