@@ -62,6 +62,17 @@ def _spec_of(cfg):
     return make_spec(x_shape, k_shape, cfg["s"], cfg["padding"], cfg["op"], None, cfg["d"], groups=cfg["groups"])
 
 
+def _nonempty_configs(rng):
+    """Random valid configurations with a non-empty output, endlessly: ``(cfg, spec, out)``."""
+    while True:
+        cfg = _random_config(rng)
+        if not _valid(cfg):
+            continue
+        spec, out = _spec_of(cfg)
+        if 0 not in out:
+            yield cfg, spec, out
+
+
 def _fast(form, a, b, *static):
     """``form(a, b, *static)`` jitted and compiled with ``FAST_COMPILE`` (code generation only)."""
     fn = jax.jit(lambda a, b: form(a, b, *static))
@@ -198,14 +209,7 @@ def test_auto_never_zero_inserts_in_any_slot(ndim, kernel, strides, padding, out
 def test_kernel_gradient_forms_agree(seed, x64):
     """The phase (per-tap matrix product) and direct kernel gradients, on forced paths."""
     rng = np.random.default_rng(50 + seed)
-    checked = 0
-    while checked < 15:
-        cfg = _random_config(rng)
-        if not _valid(cfg):
-            continue
-        spec, out = _spec_of(cfg)
-        if 0 in out:
-            continue
+    for _, (cfg, spec, out) in zip(range(15), _nonempty_configs(rng)):
         x, k = _operands(rng, cfg)
         y = rng.standard_normal(out)
         ref = _fast(kernel_grad.k_direct, x, y, spec, np.dtype(np.float64))
@@ -215,7 +219,6 @@ def test_kernel_gradient_forms_agree(seed, x64):
         # and both against the reference through the adjoint identity <dK, K> = <y, f(x, K)>
         want = np.sum(y * scatter_conv_transpose(x, k, cfg["s"], cfg["d"], cfg["crops"], cfg["groups"]))
         assert abs(np.sum(np.asarray(got) * k) - want) < 1e-9 * max(1.0, abs(want))
-        checked += 1
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -226,13 +229,9 @@ def test_input_gradient_tap_loop_reads_the_cotangent_in_place(seed, x64):
     for that (the default path, also the exact fallback of ``test_nonfinite``)."""
     rng = np.random.default_rng(70 + seed)
     paths = {True: 0, False: 0}
+    configs = _nonempty_configs(rng)
     while min(paths.values()) < 4 or sum(paths.values()) < 12:
-        cfg = _random_config(rng)
-        if not _valid(cfg):
-            continue
-        spec, out = _spec_of(cfg)
-        if 0 in out:
-            continue
+        cfg, spec, out = next(configs)
         _, k = _operands(rng, cfg)
         y = rng.standard_normal(out)
         spatial = spec.input_spatial(out[1:-1])
