@@ -121,7 +121,7 @@ def _choose_x(y_shape, k_shape, dtype, spec: ConvSpec, platform) -> Choice:
     if (
         spec.algorithm == "auto"
         and platform == "cpu"
-        and algorithm in ("dot", "phase", "pad")
+        and algorithm in ("dot", "phase")  # strided (the loops' rules exclude stride 1: "pad")
         and rules.input_grad_tap_loop(spec, x_shape, k_shape, dtype)
     ):
         # every product is a term of the definition; in 3-D without a padded copy of the cotangent
@@ -148,7 +148,7 @@ def _choose_k(x_shape, y_shape, dtype, spec: ConvSpec, platform) -> Choice:
         return Choice("gemm", gemm.k_im2col, (_positive(spec.crops), False))  # the cotangent's padding meets the input
     if (
         spec.algorithm == "auto"
-        and algorithm in ("phase", "pad")
+        and algorithm == "phase"
         and platform == "cpu"
         and rules.kernel_grad_tap_loop(spec, x_shape, y_shape, dtype)
     ):

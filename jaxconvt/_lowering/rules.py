@@ -7,7 +7,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconvt._lowering._ops import product_rows
+from jaxconvt._lowering._ops import LOW_PRECISION, product_rows
 from jaxconvt._lowering.phase import exact_classes, phase_plan, phase_rows, phase_waste
 from jaxconvt._spec import ConvSpec
 
@@ -50,12 +50,12 @@ def choose_algorithm(spec: ConvSpec, dtype=None, platform: str | None = None, in
       vs 208 and input gradient 505 vs 239, HiFi-GAN's k16 s8 forward 31 vs 17, unet2d 4.6
       vs 2.3. Within ``"dot"``, the forward and input gradient of strided 2-D kernels that
       overlap the stride, with enough channels, run as tap loops instead
-      (``forward_tap_loop``, ``input_grad_tap_loop``); the other ``"dot"`` forwards and input
-      gradients select away the rows that read padding, so only a forward whose phase
-      classes have holes keeps a guard. Not for float32 or float16 (no such hardware rate): 1-D/2-D convolutions are as
-      fast or faster there (dcgan2d forward 29 vs 57), and for 3-D the products win each
-      stage alone (vae3d_k3 input gradient 8.8 vs 6.8) but not a whole training step (23
-      vs 26 ms), at 4x the compile time.
+      (``forward_tap_loop``, ``input_grad_tap_loop``); the other ``"dot"`` forwards and
+      input gradients select away the rows that read padding, so only a forward whose phase
+      classes have holes keeps a guard. Not for float32 or float16 (no such hardware
+      rate): 1-D/2-D convolutions are as fast or faster there (dcgan2d forward 29 vs 57),
+      and for 3-D the products win each stage alone (vae3d_k3 input gradient 8.8 vs 6.8) but
+      not a whole training step (23 vs 26 ms), at 4x the compile time.
     * ``"scatter"`` (the definition, one matrix product per kernel tap) when the phase form
       would waste ``SCATTER_MIN_WASTE`` times the work or more.
     * Stride 1 in every dimension: ``"pad"``, which is then a plain padded convolution
@@ -205,7 +205,7 @@ def _loop_shape(spec: ConvSpec) -> bool:
 
 
 def _low_precision(dtype) -> bool:
-    return dtype is not None and np.dtype(dtype) in (np.dtype(jnp.bfloat16), np.dtype(jnp.float16))
+    return dtype is not None and np.dtype(dtype) in LOW_PRECISION
 
 
 def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
@@ -214,8 +214,8 @@ def forward_tap_loop(spec: ConvSpec, x_shape, k_shape) -> bool:
     convolution or, for ``"dot"``, one product per window tap of each phase class summed at
     the end (``forward.y_dot``, whose products XLA keeps alive together). For 2-D kernels of
     ``_loop_shape`` with at least 64 input and 16 output channels, when the col2im form is
-    not chosen. Measured on the 2-core CPU (ms, loop vs the former
-    form, medians in turns): bfloat16 vae2d_bf16 160 vs 187 (temporaries 73 vs 169 MB),
+    not chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in turns):
+    bfloat16 vae2d_bf16 160 vs 187 (temporaries 73 vs 169 MB),
     dcgan2d 14.8 vs 28.9; float32 dcgan2d 24.6 vs 24.3 alone, but its training step (both
     gradients tap loops too) 82.9 vs 91.6. But bfloat16 1-D and 3-D kernels and kernels
     without overlap (one window tap, one product) keep the products: hifigan1d 14.8 vs
@@ -233,8 +233,8 @@ def input_grad_tap_loop(spec: ConvSpec, x_shape, k_shape, dtype) -> bool:
     or, for ``"dot"``, one product per tap summed at the end. For kernels of ``_loop_shape``
     (ungrouped, strided, overlapping, few taps, so never the im2col cases): in 2-D with at
     least 64 input and 16 output channels, in 3-D with at least 32 input channels and not
-    for bfloat16 or float16 (its slabs read in place, see ``x_scatter``). Measured on the 2-core
-    CPU (ms, loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4,
+    for bfloat16 or float16 (its slabs read in place, see ``x_scatter``). Measured on the
+    2-core CPU (ms, loop vs the former form, medians in turns): float32 dcgan2d 23.7 vs 27.4,
     vae3d_k3 4.7 vs 6.8 (training step 13.2 vs 15.0, peak 17.2 vs 16.3 MB, lax 14.5);
     bfloat16 vae2d_bf16 176 vs 222, dcgan2d 14.9 vs 34.5. But bfloat16 3-D (vae3d_k3 6.3 vs
     4.2), 1-D kernels (float32, direct: hifigan1d 23.9 vs 22.5, bigvgan 2.7 vs 1.9, istft 9.1
@@ -254,8 +254,8 @@ def kernel_grad_tap_loop(spec: ConvSpec, x_shape, y_shape, dtype) -> bool:
     per kernel tap, contracting the rows) rather than the phase form or one direct
     convolution. For 2-D kernels of ``_loop_shape`` (ungrouped, strided, overlapping, few
     taps) with at least 64 input channels, not in bfloat16 or float16, when the im2col form
-    is not chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in turns):
-    dcgan2d 32.6 vs 40.2 (phase form; temporaries 35 vs 48 MB). But the 1024 taps of
+    is not chosen. Measured on the 2-core CPU (ms, loop vs the former form, medians in
+    turns): dcgan2d 32.6 vs 40.2 (phase form; temporaries 35 vs 48 MB). But the 1024 taps of
     extreme (12.0 vs 11.1, direct), 3-D (vae3d_k3 8.3 vs 5.2), 1-D (hifigan1d 31 vs 25,
     bigvgan 2.6 vs 1.7, istft 12 vs 3.4), groups (grouped2d 6.7 vs 3.7) and bfloat16
     (vae2d_bf16 255 vs 175) keep theirs.
